@@ -1,1 +1,44 @@
-//! placeholder
+//! The vichain ledger: a CometBFT v0.38 ABCI++ application.
+//!
+//! [`App`] answers every ABCI method deterministically over a [`Storage`] (a
+//! Jellyfish Merkle tree persisted in redb, whose root is the app hash); the
+//! [`abci`] module serves it on CometBFT's socket protocol. Transactions
+//! ([`SignedTx`]) are protobuf bodies signed with ed25519; each one executes on a
+//! fork of the block's state that is kept only if every check passes, and a
+//! rejected one gets a [`TxError`] with a stable code. Queries return values with
+//! ics23 proofs that [`query::verify`] checks against an app hash.
+//!
+//! The ledger links neither candle nor libp2p: it stores bytes and integers, and
+//! every validator computes the same app hash from the same blocks.
+//!
+//! ```no_run
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//! let store = Arc::new(vichain_consensus::Storage::open("state.redb".as_ref())?);
+//! let app = vichain_consensus::App::new(store);
+//! # let _ = app; Ok(()) }
+//! ```
+
+pub mod abci;
+mod app;
+mod crypto;
+mod error;
+mod exec;
+mod genesis;
+pub mod query;
+mod state;
+pub mod state_key;
+mod store;
+mod tx;
+
+pub use app::{APP_VERSION, App, MAX_VOTE_EXTENSION_BYTES, TxResult, time_ns};
+pub use crypto::{ADDRESS_HRP, Address, dev_signing_key, parse_public_key};
+pub use error::{CODESPACE, Error, Result, TxError};
+pub use exec::{BlockCtx, Event, MAX_VALIDATOR_POWER, REPUTATION_ONE, TxOutcome};
+pub use query::{QueryResult, QueryTarget, verify_membership, verify_non_membership};
+pub use state::{Overlay, StateRead, StateReadExt};
+pub use store::{ChangeSet, Committed, PendingCommit, Storage};
+pub use tx::{SIGN_DOMAIN, SignedTx, action_kind, sign_bytes, sign_tx, tx_hash};
+
+/// Re-exported so that users of the ABCI types need not pin tendermint-proto.
+pub use tendermint_proto;

@@ -1,1 +1,21 @@
+//! The `vichaind` node and the `vichain` client, wired from the ledger
+//! (`vichain-consensus`), the configuration (`vichain-config`) and the wire
+//! contract (`vichain-proto`).
+//!
+//! - [`home`]: the home directory: `vichaind init`, key files, CometBFT's files.
+//! - [`grpc`]: the `NodeService` gRPC server (status, broadcast, verifiable queries).
+//! - [`dev`]: `vichaind dev`: in-process block production over the same ABCI code
+//!   path CometBFT drives, with an in-process mempool.
+//! - [`comet`]: forwarding transactions to CometBFT's RPC in `vichaind start`.
+//! - [`keys`]: the client keyring.
+//! - [`tasks`]: named, supervised tasks with a shutdown signal.
 
+pub mod comet;
+pub mod dev;
+pub mod grpc;
+pub mod home;
+pub mod keys;
+pub mod tasks;
+
+/// The version string of both binaries.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

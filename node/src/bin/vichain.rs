@@ -1,1 +1,508 @@
-fn main() {}
+//! `vichain`: the client CLI. Talks to a node's gRPC `NodeService`; query answers
+//! are checked client-side against the app hash with their Merkle proofs.
+
+use std::{path::PathBuf, time::Duration};
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use prost::Message;
+use serde_json::{Value, json};
+use vichain_consensus::{Address, QueryResult, query, sign_tx};
+use vichain_node::{home::Home, keys::Keyring};
+use vichain_proto::v1::{
+    self as pb, node_service_client::NodeServiceClient, query_request::Target, tx_body::Action,
+};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "vichain",
+    version,
+    about = "vichain client: keys, transactions and verifiable queries"
+)]
+struct Cli {
+    /// gRPC address of a vichain node.
+    #[arg(
+        long,
+        global = true,
+        env = "VICHAIN_NODE",
+        default_value = "http://127.0.0.1:9090"
+    )]
+    node: String,
+    /// Directory holding keys/ (default ~/.vichain).
+    #[arg(long, global = true, env = "VICHAIN_HOME")]
+    home: Option<PathBuf>,
+    /// Print JSON (snake_case keys) instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Chain id, height and app hash of the node.
+    Status,
+    /// Manage account keys.
+    #[command(subcommand)]
+    Keys(KeysCmd),
+    /// Sign and broadcast a transaction.
+    #[command(subcommand)]
+    Tx(TxCmd),
+    /// Read state, verified against the app hash with a Merkle proof.
+    #[command(subcommand)]
+    Query(QueryCmd),
+    /// List registered models.
+    Models,
+    /// List registered workers.
+    Workers,
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCmd {
+    /// Create a new key.
+    Add { name: String },
+    /// List keys (the built-in `dev` key first).
+    List,
+    /// Show one key.
+    Show {
+        name: String,
+        /// Print only the address.
+        #[arg(long)]
+        address: bool,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct TxOpts {
+    /// Key that signs (the built-in `dev` key by default).
+    #[arg(long, default_value = "dev")]
+    from: String,
+    #[arg(long, default_value_t = 1)]
+    fee: u64,
+    /// Return after broadcast instead of waiting for the block.
+    #[arg(long)]
+    no_wait: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum TxCmd {
+    /// Send tokens.
+    Transfer {
+        #[arg(long)]
+        to: String,
+        #[arg(long)]
+        amount: u64,
+        #[command(flatten)]
+        opts: TxOpts,
+    },
+    /// Submit an inference job (recorded as pending).
+    SubmitJob {
+        #[arg(long)]
+        model: String,
+        #[arg(long)]
+        text: String,
+        /// Redundancy (0 = the model's policy).
+        #[arg(long, default_value_t = 0)]
+        k: u32,
+        #[arg(long)]
+        max_fee: u64,
+        #[command(flatten)]
+        opts: TxOpts,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum QueryCmd {
+    Account { address: String },
+    Model { id: String },
+    Worker { address: String },
+    Job { id: u64 },
+    Params,
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(run(cli))
+}
+
+fn keyring(cli: &Cli) -> Keyring {
+    Home::new(cli.home.clone().unwrap_or_else(Home::default_path)).keyring()
+}
+
+async fn client(cli: &Cli) -> Result<NodeServiceClient<tonic::transport::Channel>> {
+    NodeServiceClient::connect(cli.node.clone())
+        .await
+        .with_context(|| {
+            format!(
+                "cannot reach a vichain node at {} (is `vichaind dev` running?)",
+                cli.node
+            )
+        })
+}
+
+fn print(cli: &Cli, value: &Value, text: impl FnOnce() -> String) {
+    if cli.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(value).unwrap_or_default()
+        );
+    } else {
+        println!("{}", text());
+    }
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    match &cli.command {
+        Command::Status => {
+            let s = client(&cli)
+                .await?
+                .status(pb::StatusRequest {})
+                .await?
+                .into_inner();
+            let v = json!({
+                "chain_id": s.chain_id,
+                "height": s.height,
+                "app_hash": hex::encode(&s.app_hash),
+                "block_time_ns": s.block_time_ns,
+                "mode": s.mode,
+                "mempool_size": s.mempool_size,
+                "version": s.version,
+            });
+            print(&cli, &v, || {
+                format!(
+                    "chain id:  {}\nheight:    {}\napp hash:  {}\nmode:      {}\nmempool:   {}",
+                    s.chain_id,
+                    s.height,
+                    hex::encode_upper(&s.app_hash),
+                    s.mode,
+                    s.mempool_size
+                )
+            });
+        }
+        Command::Keys(cmd) => keys(&cli, cmd)?,
+        Command::Tx(cmd) => tx(&cli, cmd).await?,
+        Command::Query(cmd) => query_cmd(&cli, cmd).await?,
+        Command::Models => {
+            let r = client(&cli)
+                .await?
+                .list_models(pb::ListModelsRequest {})
+                .await?
+                .into_inner();
+            let models: Vec<Value> = r.models.iter().map(model_json).collect();
+            print(&cli, &json!({"height": r.height, "models": models}), || {
+                if r.models.is_empty() {
+                    return "no models registered".into();
+                }
+                r.models
+                    .iter()
+                    .map(|m| {
+                        let p = m.policy.unwrap_or_default();
+                        format!(
+                            "{}  family={} layers={} shards={} k={} quorum={} price={}",
+                            m.model_id,
+                            m.family,
+                            m.total_layers,
+                            m.shards.len(),
+                            p.k,
+                            p.quorum,
+                            m.price
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            });
+        }
+        Command::Workers => {
+            let r = client(&cli)
+                .await?
+                .list_workers(pb::ListWorkersRequest {})
+                .await?
+                .into_inner();
+            let workers: Vec<Value> = r.workers.iter().map(worker_json).collect();
+            print(
+                &cli,
+                &json!({"height": r.height, "workers": workers}),
+                || {
+                    if r.workers.is_empty() {
+                        return "no workers registered".into();
+                    }
+                    workers
+                        .iter()
+                        .map(|w| {
+                            format!(
+                                "{}  peer={} stake={} reputation={}",
+                                w["operator"], w["peer_id"], w["stake"], w["reputation"]
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                },
+            );
+        }
+    }
+    Ok(())
+}
+
+fn keys(cli: &Cli, cmd: &KeysCmd) -> Result<()> {
+    let ring = keyring(cli);
+    let show = |k: &vichain_node::keys::NamedKey| json!({"name": k.name, "address": k.address().to_string(), "public_key": k.public_key_hex()});
+    match cmd {
+        KeysCmd::Add { name } => {
+            let k = ring.add(name)?;
+            print(cli, &show(&k), || format!("{}  {}", k.name, k.address()));
+        }
+        KeysCmd::List => {
+            let all = ring.list()?;
+            let v: Vec<Value> = all.iter().map(show).collect();
+            print(cli, &json!(v), || {
+                all.iter()
+                    .map(|k| format!("{:<16} {}", k.name, k.address()))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            });
+        }
+        KeysCmd::Show { name, address } => {
+            let k = ring.get(name)?;
+            if *address {
+                println!("{}", k.address());
+            } else {
+                print(cli, &show(&k), || {
+                    format!(
+                        "name:        {}\naddress:     {}\npublic key:  {}",
+                        k.name,
+                        k.address(),
+                        k.public_key_hex()
+                    )
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn tx(cli: &Cli, cmd: &TxCmd) -> Result<()> {
+    let (opts, action) = match cmd {
+        TxCmd::Transfer { to, amount, opts } => {
+            let to: Address = to.parse().with_context(|| format!("--to {to:?}"))?;
+            (
+                opts,
+                Action::Transfer(pb::Transfer {
+                    to: to.as_bytes().to_vec(),
+                    amount: *amount,
+                }),
+            )
+        }
+        TxCmd::SubmitJob {
+            model,
+            text,
+            k,
+            max_fee,
+            opts,
+        } => (
+            opts,
+            Action::SubmitJob(pb::SubmitJob {
+                model_id: model.clone(),
+                payload: Some(pb::submit_job::Payload::Input(text.as_bytes().to_vec())),
+                k: *k,
+                max_fee: *max_fee,
+                privacy: pb::PrivacyMode::Public as i32,
+            }),
+        ),
+    };
+    let key = keyring(cli).get(&opts.from)?;
+    let sender = key.address();
+    let mut c = client(cli).await?;
+    let status = c.status(pb::StatusRequest {}).await?.into_inner();
+    let account = fetch(&mut c, Target::Account(sender.to_string()), &status).await?;
+    let Some(bytes) = account.value else {
+        bail!(
+            "account {sender} does not exist on chain {} (fund it first)",
+            status.chain_id
+        );
+    };
+    let account = pb::Account::decode(bytes.as_slice())?;
+    let kind = vichain_consensus::action_kind(&action);
+    let tx = sign_tx(&key.key, &status.chain_id, account.nonce, opts.fee, action);
+    let r = c
+        .broadcast_tx(pb::BroadcastTxRequest { tx })
+        .await?
+        .into_inner();
+    let hash = hex::encode_upper(&r.tx_hash);
+    if r.code != 0 {
+        let v = json!({"tx_hash": hash, "code": r.code, "codespace": r.codespace, "log": r.log, "included": false});
+        print(cli, &v, || format!("rejected (code {}): {}", r.code, r.log));
+        std::process::exit(1);
+    }
+    let mut included_at = None;
+    if !opts.no_wait {
+        // Included once the sender's nonce has moved past this transaction's.
+        for _ in 0..120 {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            let s = c.status(pb::StatusRequest {}).await?.into_inner();
+            let a = fetch(&mut c, Target::Account(sender.to_string()), &s).await?;
+            let nonce = a
+                .value
+                .map(|v| pb::Account::decode(v.as_slice()).map(|a| a.nonce))
+                .transpose()?
+                .unwrap_or(0);
+            if nonce > account.nonce {
+                included_at = Some(s.height);
+                break;
+            }
+        }
+        if included_at.is_none() {
+            bail!("transaction {hash} was accepted but not included within 30s");
+        }
+    }
+    let v = json!({"tx_hash": hash, "code": 0, "kind": kind, "sender": sender.to_string(), "nonce": account.nonce, "included": included_at.is_some(), "height": included_at});
+    print(cli, &v, || match included_at {
+        Some(h) => format!("{kind} {hash} included at height {h}"),
+        None => format!("{kind} {hash} accepted into the mempool"),
+    });
+    Ok(())
+}
+
+/// A verified query answer.
+struct Verified {
+    value: Option<Vec<u8>>,
+    height: u64,
+    app_hash: [u8; 32],
+}
+
+/// Queries and checks the proof against the app hash of the answer's height; when
+/// that is the node's latest height, the app hash must also equal Status's.
+async fn fetch(
+    c: &mut NodeServiceClient<tonic::transport::Channel>,
+    target: Target,
+    status: &pb::StatusResponse,
+) -> Result<Verified> {
+    let r = c
+        .query(pb::QueryRequest {
+            target: Some(target),
+            height: status.height,
+        })
+        .await?
+        .into_inner();
+    let app_hash: [u8; 32] = r
+        .app_hash
+        .as_slice()
+        .try_into()
+        .context("node returned an app hash that is not 32 bytes")?;
+    if r.height == status.height && r.app_hash != status.app_hash {
+        bail!(
+            "the node's query app hash differs from its status at height {}",
+            r.height
+        );
+    }
+    let result = QueryResult {
+        key: r.key,
+        value: r.found.then_some(r.value),
+        height: r.height,
+        app_hash,
+        proof: r.proof,
+    };
+    query::verify(&result, &app_hash).context("Merkle proof verification failed")?;
+    Ok(Verified {
+        value: result.value,
+        height: result.height,
+        app_hash,
+    })
+}
+
+async fn query_cmd(cli: &Cli, cmd: &QueryCmd) -> Result<()> {
+    let mut c = client(cli).await?;
+    let status = c.status(pb::StatusRequest {}).await?.into_inner();
+    let target = match cmd {
+        QueryCmd::Account { address } => {
+            let a: Address = address
+                .parse()
+                .with_context(|| format!("address {address:?}"))?;
+            Target::Account(a.to_string())
+        }
+        QueryCmd::Model { id } => Target::Model(id.clone()),
+        QueryCmd::Worker { address } => Target::Worker(address.clone()),
+        QueryCmd::Job { id } => Target::Job(*id),
+        QueryCmd::Params => Target::Params(true),
+    };
+    let v = fetch(&mut c, target, &status).await?;
+    let mut out = json!({"height": v.height, "app_hash": hex::encode(v.app_hash), "proof_verified": true, "found": v.value.is_some()});
+    let body = match (cmd, &v.value) {
+        (_, None) => Value::Null,
+        (QueryCmd::Account { .. }, Some(b)) => {
+            let a = pb::Account::decode(b.as_slice())?;
+            json!({"address": Address::from_bytes(&a.address)?.to_string(), "balance": a.balance, "nonce": a.nonce, "public_key": hex::encode(&a.public_key)})
+        }
+        (QueryCmd::Model { .. }, Some(b)) => model_json(&pb::Model::decode(b.as_slice())?),
+        (QueryCmd::Worker { .. }, Some(b)) => worker_json(&pb::Worker::decode(b.as_slice())?),
+        (QueryCmd::Job { .. }, Some(b)) => job_json(&pb::Job::decode(b.as_slice())?),
+        (QueryCmd::Params, Some(b)) => {
+            let p = pb::Params::decode(b.as_slice())?;
+            json!({"max_tx_bytes": p.max_tx_bytes, "max_input_bytes": p.max_input_bytes, "min_fee": p.min_fee,
+                   "min_worker_stake": p.min_worker_stake, "max_k": p.max_k, "max_shards": p.max_shards,
+                   "max_served_shards": p.max_served_shards, "max_verifying_key_bytes": p.max_verifying_key_bytes})
+        }
+    };
+    if let (Value::Object(o), Value::Object(b)) = (&mut out, &body) {
+        for (k, v) in b {
+            o.insert(k.clone(), v.clone());
+        }
+    }
+    if !cli.json && v.value.is_none() {
+        println!(
+            "not found at height {} (absence proven against app hash {})",
+            v.height,
+            hex::encode_upper(v.app_hash)
+        );
+        std::process::exit(1);
+    }
+    print(cli, &out, || {
+        let mut lines = vec![];
+        if let Value::Object(b) = &body {
+            for (k, val) in b {
+                lines.push(format!("{k}: {val}"));
+            }
+        }
+        lines.push(format!(
+            "(height {}, proof verified against app hash {})",
+            v.height,
+            hex::encode_upper(v.app_hash)
+        ));
+        lines.join("\n")
+    });
+    Ok(())
+}
+
+fn model_json(m: &pb::Model) -> Value {
+    let p = m.policy.unwrap_or_default();
+    json!({
+        "model_id": m.model_id, "name": m.name, "family": m.family, "total_layers": m.total_layers,
+        "shards": m.shards.iter().map(|s| json!({"start_layer": s.start_layer, "end_layer": s.end_layer, "sha256": hex::encode(&s.sha256)})).collect::<Vec<_>>(),
+        "policy": {"k": p.k, "quorum": p.quorum, "tolerance_ppm": p.tolerance_ppm, "require_proof": p.require_proof, "require_tee": p.require_tee},
+        "verifying_key_hash": hex::encode(&m.verifying_key_hash), "commitment": hex::encode(&m.commitment),
+        "price": m.price, "registered_height": m.registered_height,
+    })
+}
+
+fn worker_json(w: &pb::Worker) -> Value {
+    json!({
+        "operator": Address::from_bytes(&w.operator).map(|a| a.to_string()).unwrap_or_default(),
+        "peer_id": w.peer_id, "stake": w.stake, "reputation": w.reputation as f64 / 1e6,
+        "serves": w.serves.iter().map(|s| json!({"model_id": s.model_id, "shard_index": s.shard_index})).collect::<Vec<_>>(),
+        "registered_height": w.registered_height,
+    })
+}
+
+fn job_json(j: &pb::Job) -> Value {
+    let status = pb::JobStatus::try_from(j.status)
+        .map(|s| s.as_str_name())
+        .unwrap_or("UNKNOWN");
+    json!({
+        "id": j.id, "model_id": j.model_id,
+        "client": Address::from_bytes(&j.client).map(|a| a.to_string()).unwrap_or_default(),
+        "input_hash": hex::encode(&j.input_hash), "input_bytes": j.input.len(), "k": j.k, "escrow": j.escrow,
+        "status": status, "submitted_height": j.submitted_height, "tx_hash": hex::encode_upper(&j.tx_hash),
+    })
+}

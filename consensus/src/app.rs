@@ -1,0 +1,499 @@
+//! The ABCI++ application: one method per CometBFT v0.38 request, deterministic
+//! over the committed store and the block CometBFT hands in.
+
+use std::{collections::BTreeMap, sync::Arc};
+
+use tendermint_proto::{
+    google::protobuf::Timestamp,
+    v0_38::{
+        abci::{self as abci, request, response},
+        crypto as tmcrypto,
+    },
+};
+use tracing::{debug, info, warn};
+
+use crate::{
+    Error, Result, TxError,
+    error::CODESPACE,
+    exec::{self, BlockCtx, Event, TxOutcome},
+    genesis,
+    query::{self, QueryResult},
+    state::{Overlay, StateReadExt},
+    state_key,
+    store::{ChangeSet, PendingCommit, Storage},
+    tx::SignedTx,
+};
+
+/// Largest vote extension accepted from another validator.
+pub const MAX_VOTE_EXTENSION_BYTES: usize = 1024;
+/// Reported in Info as the application protocol version.
+pub const APP_VERSION: u64 = 1;
+
+/// The ledger application. Not thread-safe by itself: the ABCI server serializes
+/// access; queries may read the shared [`Storage`] directly.
+#[derive(Debug)]
+pub struct App {
+    store: Arc<Storage>,
+    /// Changes of transactions accepted by CheckTx since the last commit.
+    check_changes: ChangeSet,
+    /// The block finalized but not yet committed.
+    pending: Option<PendingCommit>,
+}
+
+/// Result of running one transaction.
+#[derive(Debug, Clone)]
+pub struct TxResult {
+    pub code: u32,
+    pub log: String,
+    pub outcome: TxOutcome,
+}
+
+impl TxResult {
+    fn from(r: std::result::Result<TxOutcome, TxError>) -> Self {
+        match r {
+            Ok(outcome) => Self {
+                code: 0,
+                log: String::new(),
+                outcome,
+            },
+            Err(e) => Self {
+                code: e.code(),
+                log: e.to_string(),
+                outcome: TxOutcome::default(),
+            },
+        }
+    }
+}
+
+impl App {
+    pub fn new(store: Arc<Storage>) -> Self {
+        Self {
+            store,
+            check_changes: ChangeSet::new(),
+            pending: None,
+        }
+    }
+
+    pub fn store(&self) -> &Arc<Storage> {
+        &self.store
+    }
+
+    /// Dispatches one ABCI request. `Err` means the node is broken and must stop.
+    pub fn handle(&mut self, req: abci::Request) -> Result<abci::Response> {
+        use request::Value as Q;
+        use response::Value as R;
+        let value = match req.value {
+            Some(Q::Echo(r)) => R::Echo(abci::ResponseEcho { message: r.message }),
+            Some(Q::Flush(_)) => R::Flush(abci::ResponseFlush {}),
+            Some(Q::Info(r)) => R::Info(self.info(&r)?),
+            Some(Q::InitChain(r)) => R::InitChain(self.init_chain(r)?),
+            Some(Q::Query(r)) => R::Query(self.query(&r)),
+            Some(Q::CheckTx(r)) => R::CheckTx(self.check_tx(&r.tx)?),
+            Some(Q::Commit(_)) => R::Commit(self.commit()?),
+            Some(Q::ListSnapshots(_)) => R::ListSnapshots(abci::ResponseListSnapshots::default()),
+            Some(Q::OfferSnapshot(_)) => R::OfferSnapshot(abci::ResponseOfferSnapshot {
+                result: response_offer_snapshot_reject(),
+            }),
+            Some(Q::LoadSnapshotChunk(_)) => {
+                R::LoadSnapshotChunk(abci::ResponseLoadSnapshotChunk::default())
+            }
+            Some(Q::ApplySnapshotChunk(_)) => {
+                R::ApplySnapshotChunk(abci::ResponseApplySnapshotChunk {
+                    result: abci::response_apply_snapshot_chunk::Result::Abort as i32,
+                    ..Default::default()
+                })
+            }
+            Some(Q::PrepareProposal(r)) => R::PrepareProposal(self.prepare_proposal(&r)?),
+            Some(Q::ProcessProposal(r)) => R::ProcessProposal(self.process_proposal(&r)?),
+            Some(Q::ExtendVote(r)) => R::ExtendVote(self.extend_vote(&r)),
+            Some(Q::VerifyVoteExtension(r)) => {
+                R::VerifyVoteExtension(self.verify_vote_extension(&r))
+            }
+            Some(Q::FinalizeBlock(r)) => R::FinalizeBlock(self.finalize_block(&r)?),
+            None => R::Exception(abci::ResponseException {
+                error: "empty or unknown ABCI request".into(),
+            }),
+        };
+        Ok(abci::Response { value: Some(value) })
+    }
+
+    /// Height and app hash of the last committed block, as Info reports them
+    /// (height 0 while only genesis is stored, so CometBFT replays InitChain).
+    pub fn last_committed(&self) -> Result<(u64, [u8; 32])> {
+        Ok(match self.store.committed()? {
+            None => (0, [0; 32]),
+            Some(c) if c.height + 1 == c.initial_height => (0, c.app_hash),
+            Some(c) => (c.height, c.app_hash),
+        })
+    }
+
+    pub fn info(&self, _req: &abci::RequestInfo) -> Result<abci::ResponseInfo> {
+        let (height, app_hash) = self.last_committed()?;
+        let app_hash = if self.store.committed()?.is_none() {
+            Vec::new()
+        } else {
+            app_hash.to_vec()
+        };
+        info!(
+            height,
+            app_hash = hex::encode(&app_hash),
+            "ABCI Info handshake"
+        );
+        Ok(abci::ResponseInfo {
+            data: "vichain".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            app_version: APP_VERSION,
+            last_block_height: height as i64,
+            last_block_app_hash: app_hash.into(),
+        })
+    }
+
+    pub fn init_chain(&mut self, req: abci::RequestInitChain) -> Result<abci::ResponseInitChain> {
+        let initial_height = u64::try_from(req.initial_height.max(1))
+            .map_err(|_| Error::Genesis("initial height out of range".into()))?;
+        let validators = req
+            .validators
+            .iter()
+            .map(|v| {
+                let key = match v.pub_key.as_ref().and_then(|k| k.sum.as_ref()) {
+                    Some(tmcrypto::public_key::Sum::Ed25519(k)) => k.clone(),
+                    _ => return Err(Error::Genesis("validators must have ed25519 keys".into())),
+                };
+                let power = u64::try_from(v.power)
+                    .map_err(|_| Error::Genesis(format!("negative power {}", v.power)))?;
+                Ok((key, power))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let digest = genesis::digest(
+            &req.chain_id,
+            &req.app_state_bytes,
+            &validators,
+            initial_height,
+        );
+
+        if let Some(c) = self.store.committed()? {
+            // CometBFT repeats InitChain when a crash came before the first block
+            // committed; the same genesis gives the same answer, another is refused.
+            let stored = self.store.get(state_key::GENESIS_DIGEST.as_bytes())?;
+            if c.height + 1 == c.initial_height && stored.as_deref() == Some(&digest[..]) {
+                return Ok(abci::ResponseInitChain {
+                    app_hash: c.app_hash.to_vec().into(),
+                    ..Default::default()
+                });
+            }
+            return Err(Error::Genesis(format!(
+                "InitChain for chain {:?} on a store already initialized (committed height {})",
+                req.chain_id, c.height
+            )));
+        }
+
+        let mut state = Overlay::new(self.store.as_ref());
+        genesis::apply(
+            &mut state,
+            &req.chain_id,
+            &req.app_state_bytes,
+            &validators,
+            initial_height,
+        )?;
+        let pending = self.store.prepare(
+            initial_height - 1,
+            state.into_changes(),
+            Some(initial_height),
+        )?;
+        let app_hash = pending.app_hash;
+        self.store.commit(pending)?;
+        info!(chain_id = %req.chain_id, app_hash = hex::encode(app_hash), "genesis committed");
+        Ok(abci::ResponseInitChain {
+            consensus_params: None,
+            validators: Vec::new(),
+            app_hash: app_hash.to_vec().into(),
+        })
+    }
+
+    /// The context of the next block to be built on the committed state.
+    fn next_ctx(&self, height: u64, time_ns: i64) -> Result<BlockCtx> {
+        let state: &Storage = &self.store;
+        Ok(BlockCtx {
+            height,
+            time_ns,
+            chain_id: state.chain_id()?,
+            params: state.params()?,
+        })
+    }
+
+    pub fn check_tx(&mut self, tx: &[u8]) -> Result<abci::ResponseCheckTx> {
+        let Some(c) = self.store.committed()? else {
+            return Ok(abci::ResponseCheckTx {
+                code: TxError::Malformed("chain has no genesis yet".into()).code(),
+                log: "chain has no genesis yet".into(),
+                codespace: CODESPACE.into(),
+                ..Default::default()
+            });
+        };
+        let time_ns = self.store.get_u64(state_key::BLOCK_TIME)?.unwrap_or(0) as i64;
+        let ctx = self.next_ctx(c.height + 1, time_ns)?;
+        let base = std::mem::take(&mut self.check_changes);
+        let mut check = Overlay::with_changes(self.store.as_ref(), base);
+        let result = run_tx(&mut check, &ctx, tx)?;
+        self.check_changes = check.into_changes();
+        if result.code != 0 {
+            debug!(code = result.code, log = %result.log, "CheckTx rejected");
+        }
+        Ok(abci::ResponseCheckTx {
+            code: result.code,
+            log: result.log,
+            codespace: if result.code == 0 {
+                String::new()
+            } else {
+                CODESPACE.into()
+            },
+            gas_wanted: 1,
+            ..Default::default()
+        })
+    }
+
+    pub fn prepare_proposal(
+        &self,
+        req: &abci::RequestPrepareProposal,
+    ) -> Result<abci::ResponsePrepareProposal> {
+        let height = height_of(req.height)?;
+        let ctx = self.next_ctx(height, time_ns(req.time.as_ref()))?;
+        let max_bytes = u64::try_from(req.max_tx_bytes).unwrap_or(0);
+        let mut state = Overlay::new(self.store.as_ref());
+        let mut total = 0u64;
+        let mut txs = Vec::new();
+        for tx in &req.txs {
+            let len = tx.len() as u64;
+            if total + len > max_bytes {
+                continue;
+            }
+            if run_tx(&mut state, &ctx, tx)?.code == 0 {
+                total += len;
+                txs.push(tx.clone());
+            }
+        }
+        debug!(
+            height,
+            offered = req.txs.len(),
+            included = txs.len(),
+            "PrepareProposal"
+        );
+        Ok(abci::ResponsePrepareProposal { txs })
+    }
+
+    pub fn process_proposal(
+        &self,
+        req: &abci::RequestProcessProposal,
+    ) -> Result<abci::ResponseProcessProposal> {
+        use abci::response_process_proposal::ProposalStatus;
+        let height = height_of(req.height)?;
+        let ctx = self.next_ctx(height, time_ns(req.time.as_ref()))?;
+        let mut state = Overlay::new(self.store.as_ref());
+        for (i, tx) in req.txs.iter().enumerate() {
+            let r = run_tx(&mut state, &ctx, tx)?;
+            if r.code != 0 {
+                warn!(height, index = i, code = r.code, log = %r.log, "rejecting proposal with an invalid transaction");
+                return Ok(abci::ResponseProcessProposal {
+                    status: ProposalStatus::Reject as i32,
+                });
+            }
+        }
+        Ok(abci::ResponseProcessProposal {
+            status: ProposalStatus::Accept as i32,
+        })
+    }
+
+    pub fn extend_vote(&self, _req: &abci::RequestExtendVote) -> abci::ResponseExtendVote {
+        // Validators will attest outputs they computed here (job lifecycle); for now
+        // the extension is empty.
+        abci::ResponseExtendVote::default()
+    }
+
+    pub fn verify_vote_extension(
+        &self,
+        req: &abci::RequestVerifyVoteExtension,
+    ) -> abci::ResponseVerifyVoteExtension {
+        use abci::response_verify_vote_extension::VerifyStatus;
+        let status = if req.vote_extension.len() <= MAX_VOTE_EXTENSION_BYTES {
+            VerifyStatus::Accept
+        } else {
+            warn!(
+                len = req.vote_extension.len(),
+                "rejecting oversize vote extension"
+            );
+            VerifyStatus::Reject
+        };
+        abci::ResponseVerifyVoteExtension {
+            status: status as i32,
+        }
+    }
+
+    pub fn finalize_block(
+        &mut self,
+        req: &abci::RequestFinalizeBlock,
+    ) -> Result<abci::ResponseFinalizeBlock> {
+        let height = height_of(req.height)?;
+        if let Some(p) = &self.pending {
+            return Err(Error::Protocol(format!(
+                "FinalizeBlock {height} while block {} awaits Commit",
+                p.height
+            )));
+        }
+        let time = time_ns(req.time.as_ref());
+        let ctx = self.next_ctx(height, time)?;
+        let mut state = Overlay::new(self.store.as_ref());
+        state.put_u64(state_key::HEIGHT, height);
+        state.put_u64(state_key::BLOCK_TIME, time.max(0) as u64);
+
+        let mut tx_results = Vec::with_capacity(req.txs.len());
+        let mut updates: BTreeMap<Vec<u8>, u64> = BTreeMap::new();
+        for tx in &req.txs {
+            let r = run_tx(&mut state, &ctx, tx)?;
+            for (key, power) in &r.outcome.validator_updates {
+                updates.insert(key.clone(), *power);
+            }
+            tx_results.push(exec_tx_result(r));
+        }
+        let validator_updates = updates
+            .into_iter()
+            .map(|(key, power)| abci::ValidatorUpdate {
+                pub_key: Some(tmcrypto::PublicKey {
+                    sum: Some(tmcrypto::public_key::Sum::Ed25519(key)),
+                }),
+                power: power as i64,
+            })
+            .collect();
+        let pending = self.store.prepare(height, state.into_changes(), None)?;
+        let app_hash = pending.app_hash;
+        self.pending = Some(pending);
+        debug!(
+            height,
+            txs = req.txs.len(),
+            app_hash = hex::encode(app_hash),
+            "FinalizeBlock"
+        );
+        Ok(abci::ResponseFinalizeBlock {
+            events: Vec::new(),
+            tx_results,
+            validator_updates,
+            consensus_param_updates: None,
+            app_hash: app_hash.to_vec().into(),
+        })
+    }
+
+    pub fn commit(&mut self) -> Result<abci::ResponseCommit> {
+        let pending = self
+            .pending
+            .take()
+            .ok_or_else(|| Error::Protocol("Commit without a finalized block".into()))?;
+        let height = pending.height;
+        self.store.commit(pending)?;
+        self.check_changes.clear();
+        debug!(height, "Commit");
+        Ok(abci::ResponseCommit { retain_height: 0 })
+    }
+
+    pub fn query(&self, req: &abci::RequestQuery) -> abci::ResponseQuery {
+        let height = u64::try_from(req.height).unwrap_or(0);
+        let result = query::parse_path(&req.path, &req.data)
+            .and_then(|key| query::get(&self.store, &key, height));
+        match result {
+            Ok(QueryResult {
+                key,
+                value,
+                height,
+                proof,
+                ..
+            }) => abci::ResponseQuery {
+                code: 0,
+                key: key.into(),
+                value: value.unwrap_or_default().into(),
+                height: height as i64,
+                proof_ops: req.prove.then(|| tmcrypto::ProofOps {
+                    ops: vec![tmcrypto::ProofOp {
+                        r#type: query::PROOF_OP_TYPE.into(),
+                        key: req.data.to_vec(),
+                        data: proof,
+                    }],
+                }),
+                ..Default::default()
+            },
+            Err(e) => abci::ResponseQuery {
+                code: 1,
+                log: e.to_string(),
+                codespace: CODESPACE.into(),
+                ..Default::default()
+            },
+        }
+    }
+}
+
+/// Runs one transaction on a fork of `state`, merging it only if it succeeds.
+fn run_tx(state: &mut Overlay<'_>, ctx: &BlockCtx, bytes: &[u8]) -> Result<TxResult> {
+    let tx = match SignedTx::decode(bytes, ctx.params.max_tx_bytes) {
+        Ok(tx) => tx,
+        Err(e) => return Ok(TxResult::from(Err(e))),
+    };
+    let (result, changes) = {
+        let mut fork = Overlay::new(&*state);
+        let r = exec::execute(&mut fork, ctx, &tx)?;
+        (r, fork.into_changes())
+    };
+    if result.is_ok() {
+        state.merge(changes);
+    }
+    Ok(TxResult::from(result))
+}
+
+fn exec_tx_result(r: TxResult) -> abci::ExecTxResult {
+    abci::ExecTxResult {
+        code: r.code,
+        data: r.outcome.data.into(),
+        log: r.log,
+        codespace: if r.code == 0 {
+            String::new()
+        } else {
+            CODESPACE.into()
+        },
+        gas_wanted: 1,
+        gas_used: 1,
+        events: r.outcome.events.into_iter().map(abci_event).collect(),
+        ..Default::default()
+    }
+}
+
+fn abci_event(e: Event) -> abci::Event {
+    abci::Event {
+        r#type: e.kind,
+        attributes: e
+            .attributes
+            .into_iter()
+            .map(|(key, value)| abci::EventAttribute {
+                key,
+                value,
+                index: true,
+            })
+            .collect(),
+    }
+}
+
+fn height_of(h: i64) -> Result<u64> {
+    u64::try_from(h)
+        .ok()
+        .filter(|h| *h > 0)
+        .ok_or_else(|| Error::Protocol(format!("invalid block height {h}")))
+}
+
+/// Block time in unix nanoseconds; a missing time counts as 0.
+pub fn time_ns(t: Option<&Timestamp>) -> i64 {
+    t.map(|t| {
+        t.seconds
+            .saturating_mul(1_000_000_000)
+            .saturating_add(i64::from(t.nanos))
+    })
+    .unwrap_or(0)
+}
+
+fn response_offer_snapshot_reject() -> i32 {
+    abci::response_offer_snapshot::Result::Reject as i32
+}

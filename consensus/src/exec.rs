@@ -1,0 +1,730 @@
+//! Transaction execution: stateless checks, then stateful checks, then effects,
+//! all on an overlay that the caller merges only on success (Penumbra's
+//! `ActionHandler` order). Every function here is deterministic: integers and
+//! bytes only, block time instead of the clock, ordered maps only.
+
+use sha2::{Digest, Sha256};
+use vichain_proto::v1::{self as pb, tx_body::Action};
+
+use crate::{
+    Address, Error, TxError,
+    crypto::parse_public_key,
+    state::{Overlay, StateReadExt},
+    state_key,
+    tx::SignedTx,
+};
+
+/// Reputation is fixed point with this scale (1.0).
+pub const REPUTATION_ONE: u64 = 1_000_000;
+/// CometBFT's bound on total voting power is i64::MAX / 8; one validator stays well below.
+pub const MAX_VALIDATOR_POWER: u64 = 1 << 50;
+const MAX_MODEL_ID_LEN: usize = 64;
+const MAX_NAME_LEN: usize = 128;
+const MAX_FAMILY_LEN: usize = 32;
+const MAX_PEER_ID_LEN: usize = 128;
+
+/// Facts of the block being executed.
+#[derive(Debug, Clone)]
+pub struct BlockCtx {
+    pub height: u64,
+    /// Block time, unix nanoseconds.
+    pub time_ns: i64,
+    pub chain_id: String,
+    pub params: pb::Params,
+}
+
+/// An ABCI event: a kind and ordered attributes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    pub kind: String,
+    pub attributes: Vec<(String, String)>,
+}
+
+impl Event {
+    fn new(kind: &str) -> Self {
+        Self {
+            kind: kind.into(),
+            attributes: Vec::new(),
+        }
+    }
+
+    fn attr(mut self, key: &str, value: impl ToString) -> Self {
+        self.attributes.push((key.into(), value.to_string()));
+        self
+    }
+}
+
+/// What a successful transaction produced besides state changes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TxOutcome {
+    pub events: Vec<Event>,
+    /// (ed25519 public key, new power; 0 removes).
+    pub validator_updates: Vec<(Vec<u8>, u64)>,
+    /// Returned to the client in the tx result's `data` (e.g. a job id).
+    pub data: Vec<u8>,
+}
+
+/// Executes `tx` on `state`. The outer error means the node is broken; the inner
+/// one that the transaction is invalid, in which case `state` must be discarded.
+pub fn execute(
+    state: &mut Overlay<'_>,
+    ctx: &BlockCtx,
+    tx: &SignedTx,
+) -> Result<Result<TxOutcome, TxError>, Error> {
+    if let Err(e) = check_stateless(ctx, tx) {
+        return Ok(Err(e));
+    }
+    execute_stateful(state, ctx, tx)
+}
+
+/// Checks that need no state beyond the block context.
+fn check_stateless(ctx: &BlockCtx, tx: &SignedTx) -> Result<(), TxError> {
+    if tx.body.chain_id != ctx.chain_id {
+        return Err(TxError::WrongChainId {
+            expected: ctx.chain_id.clone(),
+            got: tx.body.chain_id.clone(),
+        });
+    }
+    if tx.body.fee < ctx.params.min_fee {
+        return Err(TxError::FeeTooLow {
+            fee: tx.body.fee,
+            min_fee: ctx.params.min_fee,
+        });
+    }
+    match &tx.action {
+        Action::Transfer(t) => {
+            Address::from_bytes(&t.to).map_err(|_| {
+                TxError::invalid("transfer.to", format!("{} bytes, expected 20", t.to.len()))
+            })?;
+            if t.amount == 0 {
+                return Err(TxError::invalid("transfer.amount", "must be positive"));
+            }
+        }
+        Action::AddValidator(v) => {
+            parse_public_key(&v.pub_key, "add_validator.pub_key")?;
+            check_power(v.power, "add_validator.power")?;
+        }
+        Action::RemoveValidator(v) => {
+            parse_public_key(&v.pub_key, "remove_validator.pub_key")?;
+        }
+        Action::UpdatePower(v) => {
+            parse_public_key(&v.pub_key, "update_power.pub_key")?;
+            check_power(v.power, "update_power.power")?;
+        }
+        Action::RegisterModel(m) => check_model(m, &ctx.params)?,
+        Action::RegisterWorker(w) => check_worker(w, &ctx.params)?,
+        Action::SubmitJob(j) => check_job(j, &ctx.params)?,
+    }
+    Ok(())
+}
+
+fn check_power(power: u64, field: &'static str) -> Result<(), TxError> {
+    if power == 0 || power > MAX_VALIDATOR_POWER {
+        return Err(TxError::invalid(
+            field,
+            format!("{power} is outside 1..={MAX_VALIDATOR_POWER}"),
+        ));
+    }
+    Ok(())
+}
+
+fn check_id(id: &str, field: &'static str) -> Result<(), TxError> {
+    if id.is_empty() || id.len() > MAX_MODEL_ID_LEN {
+        return Err(TxError::invalid(
+            field,
+            format!("length {} is outside 1..={MAX_MODEL_ID_LEN}", id.len()),
+        ));
+    }
+    if !id
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    {
+        return Err(TxError::invalid(
+            field,
+            format!("{id:?} may only contain letters, digits, '-', '_' and '.'"),
+        ));
+    }
+    Ok(())
+}
+
+fn check_model(m: &pb::RegisterModel, params: &pb::Params) -> Result<(), TxError> {
+    check_id(&m.model_id, "register_model.model_id")?;
+    if m.name.len() > MAX_NAME_LEN {
+        return Err(TxError::invalid(
+            "register_model.name",
+            "longer than 128 bytes",
+        ));
+    }
+    if m.family.is_empty() || m.family.len() > MAX_FAMILY_LEN {
+        return Err(TxError::invalid(
+            "register_model.family",
+            "must be 1 to 32 bytes",
+        ));
+    }
+    if m.total_layers == 0 {
+        return Err(TxError::invalid(
+            "register_model.total_layers",
+            "must be positive",
+        ));
+    }
+    if m.shards.is_empty() || m.shards.len() as u64 > u64::from(params.max_shards) {
+        return Err(TxError::invalid(
+            "register_model.shards",
+            format!(
+                "{} shards; between 1 and {} allowed",
+                m.shards.len(),
+                params.max_shards
+            ),
+        ));
+    }
+    let mut next = 0u32;
+    for (i, s) in m.shards.iter().enumerate() {
+        if s.start_layer != next || s.end_layer <= s.start_layer {
+            return Err(TxError::invalid(
+                "register_model.shards",
+                format!(
+                    "shard {i} covers {}..{}; shards must be non-empty, in order and contiguous from layer {next}",
+                    s.start_layer, s.end_layer
+                ),
+            ));
+        }
+        if s.sha256.len() != 32 {
+            return Err(TxError::invalid(
+                "register_model.shards.sha256",
+                format!("shard {i}: {} bytes, expected 32", s.sha256.len()),
+            ));
+        }
+        next = s.end_layer;
+    }
+    if next != m.total_layers {
+        return Err(TxError::invalid(
+            "register_model.shards",
+            format!(
+                "shards end at layer {next}, the model has {}",
+                m.total_layers
+            ),
+        ));
+    }
+    let policy = m
+        .policy
+        .as_ref()
+        .ok_or_else(|| TxError::invalid("register_model.policy", "missing"))?;
+    if policy.k == 0 || policy.k > params.max_k {
+        return Err(TxError::invalid(
+            "register_model.policy.k",
+            format!("{} is outside 1..={}", policy.k, params.max_k),
+        ));
+    }
+    if policy.quorum == 0 || policy.quorum > policy.k || policy.quorum * 2 <= policy.k {
+        return Err(TxError::invalid(
+            "register_model.policy.quorum",
+            format!(
+                "{} must be a strict majority of k={}",
+                policy.quorum, policy.k
+            ),
+        ));
+    }
+    if policy.tolerance_ppm > 1_000_000 {
+        return Err(TxError::invalid(
+            "register_model.policy.tolerance_ppm",
+            format!("{} exceeds 1000000", policy.tolerance_ppm),
+        ));
+    }
+    if m.verifying_key.len() as u64 > params.max_verifying_key_bytes {
+        return Err(TxError::invalid(
+            "register_model.verifying_key",
+            format!(
+                "{} bytes exceeds the limit of {}",
+                m.verifying_key.len(),
+                params.max_verifying_key_bytes
+            ),
+        ));
+    }
+    if policy.require_proof && m.verifying_key.is_empty() {
+        return Err(TxError::invalid(
+            "register_model.verifying_key",
+            "required when the policy requires proofs",
+        ));
+    }
+    if !(m.commitment.is_empty() || m.commitment.len() == 32) {
+        return Err(TxError::invalid(
+            "register_model.commitment",
+            format!("{} bytes, expected 0 or 32", m.commitment.len()),
+        ));
+    }
+    Ok(())
+}
+
+fn check_worker(w: &pb::RegisterWorker, params: &pb::Params) -> Result<(), TxError> {
+    const BASE58: &[u8] = b"123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz";
+    if w.peer_id.is_empty()
+        || w.peer_id.len() > MAX_PEER_ID_LEN
+        || !w.peer_id.bytes().all(|b| BASE58.contains(&b))
+    {
+        return Err(TxError::invalid(
+            "register_worker.peer_id",
+            format!("{:?} is not a base58 libp2p peer id", w.peer_id),
+        ));
+    }
+    if w.stake < params.min_worker_stake {
+        return Err(TxError::invalid(
+            "register_worker.stake",
+            format!(
+                "{} is below the minimum stake {}",
+                w.stake, params.min_worker_stake
+            ),
+        ));
+    }
+    if w.serves.is_empty() || w.serves.len() as u64 > u64::from(params.max_served_shards) {
+        return Err(TxError::invalid(
+            "register_worker.serves",
+            format!(
+                "{} shards; between 1 and {} allowed",
+                w.serves.len(),
+                params.max_served_shards
+            ),
+        ));
+    }
+    for (i, s) in w.serves.iter().enumerate() {
+        check_id(&s.model_id, "register_worker.serves.model_id")?;
+        if w.serves[..i]
+            .iter()
+            .any(|o| o.model_id == s.model_id && o.shard_index == s.shard_index)
+        {
+            return Err(TxError::invalid(
+                "register_worker.serves",
+                format!("shard {} of {} is listed twice", s.shard_index, s.model_id),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn check_job(j: &pb::SubmitJob, params: &pb::Params) -> Result<(), TxError> {
+    check_id(&j.model_id, "submit_job.model_id")?;
+    match &j.payload {
+        Some(pb::submit_job::Payload::Input(input)) => {
+            if input.len() as u64 > params.max_input_bytes {
+                return Err(TxError::OversizeInput {
+                    size: input.len() as u64,
+                    max: params.max_input_bytes,
+                });
+            }
+            if input.is_empty() {
+                return Err(TxError::invalid("submit_job.input", "empty"));
+            }
+        }
+        Some(pb::submit_job::Payload::InputHash(h)) => {
+            if h.len() != 32 {
+                return Err(TxError::invalid(
+                    "submit_job.input_hash",
+                    format!("{} bytes, expected 32", h.len()),
+                ));
+            }
+        }
+        None => {
+            return Err(TxError::invalid(
+                "submit_job",
+                "neither input nor input_hash",
+            ));
+        }
+    }
+    if j.k > params.max_k {
+        return Err(TxError::invalid(
+            "submit_job.k",
+            format!("{} exceeds the maximum {}", j.k, params.max_k),
+        ));
+    }
+    if pb::PrivacyMode::try_from(j.privacy).is_err() {
+        return Err(TxError::invalid(
+            "submit_job.privacy",
+            format!("unknown mode {}", j.privacy),
+        ));
+    }
+    Ok(())
+}
+
+fn execute_stateful(
+    state: &mut Overlay<'_>,
+    ctx: &BlockCtx,
+    tx: &SignedTx,
+) -> Result<Result<TxOutcome, TxError>, Error> {
+    let sender = tx.sender;
+    let Some(mut account) = state.account(&sender)? else {
+        return Ok(Err(TxError::UnknownAccount {
+            address: sender.to_string(),
+        }));
+    };
+    let nonce = tx.body.nonce;
+    if nonce < account.nonce {
+        return Ok(Err(TxError::NonceReplayed {
+            address: sender.to_string(),
+            expected: account.nonce,
+            got: nonce,
+        }));
+    }
+    if nonce > account.nonce {
+        return Ok(Err(TxError::NonceGap {
+            address: sender.to_string(),
+            expected: account.nonce,
+            got: nonce,
+        }));
+    }
+    // Everything the sender must pay up front: the fee plus what the action spends.
+    let spend = match &tx.action {
+        Action::Transfer(t) => t.amount,
+        Action::RegisterWorker(w) => w.stake,
+        Action::SubmitJob(j) => j.max_fee,
+        _ => 0,
+    };
+    let Some(needed) = tx.body.fee.checked_add(spend) else {
+        return Ok(Err(TxError::Overflow {
+            what: "fee + amount",
+        }));
+    };
+    if account.balance < needed {
+        return Ok(Err(TxError::InsufficientFunds {
+            address: sender.to_string(),
+            balance: account.balance,
+            needed,
+        }));
+    }
+    account.balance -= needed;
+    account.nonce += 1;
+    if account.public_key.is_empty() {
+        account.public_key = tx.signer.as_bytes().to_vec();
+    }
+    state.put_account(&account)?;
+    let pool = state.get_u64(state_key::FEE_POOL)?.unwrap_or(0);
+    let Some(pool) = pool.checked_add(tx.body.fee) else {
+        return Ok(Err(TxError::Overflow { what: "fee pool" }));
+    };
+    state.put_u64(state_key::FEE_POOL, pool);
+
+    let mut outcome = TxOutcome::default();
+    let result = match &tx.action {
+        Action::Transfer(t) => transfer(state, &sender, t, &mut outcome),
+        Action::AddValidator(v) => add_validator(state, &sender, v, &mut outcome),
+        Action::RemoveValidator(v) => remove_validator(state, &sender, v, &mut outcome),
+        Action::UpdatePower(v) => update_power(state, &sender, v, &mut outcome),
+        Action::RegisterModel(m) => register_model(state, ctx, tx, m, &mut outcome),
+        Action::RegisterWorker(w) => register_worker(state, ctx, tx, w, &mut outcome),
+        Action::SubmitJob(j) => submit_job(state, ctx, tx, j, &mut outcome),
+    }?;
+    Ok(result.map(|()| {
+        outcome.events.insert(
+            0,
+            Event::new("tx")
+                .attr("kind", tx.kind())
+                .attr("sender", sender)
+                .attr("nonce", nonce)
+                .attr("fee", tx.body.fee),
+        );
+        outcome
+    }))
+}
+
+type Step = Result<Result<(), TxError>, Error>;
+
+fn require_authority(state: &Overlay<'_>, sender: &Address, action: &'static str) -> Step {
+    if state.authority()? != *sender {
+        return Ok(Err(TxError::Unauthorized {
+            address: sender.to_string(),
+            action,
+        }));
+    }
+    Ok(Ok(()))
+}
+
+macro_rules! tri {
+    ($e:expr) => {
+        match $e? {
+            Ok(v) => v,
+            Err(e) => return Ok(Err(e)),
+        }
+    };
+}
+
+fn transfer(
+    state: &mut Overlay<'_>,
+    sender: &Address,
+    t: &pb::Transfer,
+    out: &mut TxOutcome,
+) -> Step {
+    let to = tri!(Ok::<_, Error>(Address::from_bytes(&t.to)));
+    let mut recipient = state.account(&to)?.unwrap_or_else(|| pb::Account {
+        address: to.as_bytes().to_vec(),
+        ..Default::default()
+    });
+    recipient.balance = tri!(Ok::<_, Error>(
+        recipient
+            .balance
+            .checked_add(t.amount)
+            .ok_or(TxError::Overflow {
+                what: "recipient balance"
+            })
+    ));
+    state.put_account(&recipient)?;
+    out.events.push(
+        Event::new("transfer")
+            .attr("from", sender)
+            .attr("to", to)
+            .attr("amount", t.amount),
+    );
+    Ok(Ok(()))
+}
+
+fn validator_count(state: &Overlay<'_>) -> Result<u64, Error> {
+    Ok(state.get_u64(state_key::VALIDATOR_COUNT)?.unwrap_or(0))
+}
+
+fn add_validator(
+    state: &mut Overlay<'_>,
+    sender: &Address,
+    v: &pb::AddValidator,
+    out: &mut TxOutcome,
+) -> Step {
+    tri!(require_authority(state, sender, "add validators"));
+    if state.validator(&v.pub_key)?.is_some() {
+        return Ok(Err(TxError::AlreadyExists {
+            what: "validator",
+            id: hex::encode(&v.pub_key),
+        }));
+    }
+    let record = pb::Validator {
+        pub_key: v.pub_key.clone(),
+        power: v.power,
+    };
+    state.put(state_key::validator(&v.pub_key), &record);
+    let count = validator_count(state)? + 1;
+    state.put_u64(state_key::VALIDATOR_COUNT, count);
+    out.validator_updates.push((v.pub_key.clone(), v.power));
+    out.events.push(
+        Event::new("validator_added")
+            .attr("pub_key", hex::encode(&v.pub_key))
+            .attr("power", v.power),
+    );
+    Ok(Ok(()))
+}
+
+fn remove_validator(
+    state: &mut Overlay<'_>,
+    sender: &Address,
+    v: &pb::RemoveValidator,
+    out: &mut TxOutcome,
+) -> Step {
+    tri!(require_authority(state, sender, "remove validators"));
+    if state.validator(&v.pub_key)?.is_none() {
+        return Ok(Err(TxError::UnknownValidator {
+            pub_key: hex::encode(&v.pub_key),
+        }));
+    }
+    let count = validator_count(state)?;
+    if count <= 1 {
+        return Ok(Err(TxError::invalid(
+            "remove_validator.pub_key",
+            "cannot remove the last validator",
+        )));
+    }
+    state.delete_raw(state_key::validator(&v.pub_key));
+    state.put_u64(state_key::VALIDATOR_COUNT, count - 1);
+    out.validator_updates.push((v.pub_key.clone(), 0));
+    out.events
+        .push(Event::new("validator_removed").attr("pub_key", hex::encode(&v.pub_key)));
+    Ok(Ok(()))
+}
+
+fn update_power(
+    state: &mut Overlay<'_>,
+    sender: &Address,
+    v: &pb::UpdatePower,
+    out: &mut TxOutcome,
+) -> Step {
+    tri!(require_authority(state, sender, "change validator power"));
+    let Some(mut record) = state.validator(&v.pub_key)? else {
+        return Ok(Err(TxError::UnknownValidator {
+            pub_key: hex::encode(&v.pub_key),
+        }));
+    };
+    record.power = v.power;
+    state.put(state_key::validator(&v.pub_key), &record);
+    out.validator_updates.push((v.pub_key.clone(), v.power));
+    out.events.push(
+        Event::new("validator_power")
+            .attr("pub_key", hex::encode(&v.pub_key))
+            .attr("power", v.power),
+    );
+    Ok(Ok(()))
+}
+
+fn register_model(
+    state: &mut Overlay<'_>,
+    ctx: &BlockCtx,
+    tx: &SignedTx,
+    m: &pb::RegisterModel,
+    out: &mut TxOutcome,
+) -> Step {
+    tri!(require_authority(state, &tx.sender, "register models"));
+    if state.model(&m.model_id)?.is_some() {
+        return Ok(Err(TxError::AlreadyExists {
+            what: "model",
+            id: m.model_id.clone(),
+        }));
+    }
+    let model = model_record(m, tx.sender.as_bytes(), ctx.height);
+    state.put(state_key::model(&m.model_id), &model);
+    out.events.push(
+        Event::new("model_registered")
+            .attr("model_id", &m.model_id)
+            .attr("shards", m.shards.len()),
+    );
+    Ok(Ok(()))
+}
+
+/// The stored record of a model; shared by RegisterModel and genesis.
+pub(crate) fn model_record(m: &pb::RegisterModel, owner: &[u8], height: u64) -> pb::Model {
+    let verifying_key_hash = if m.verifying_key.is_empty() {
+        Vec::new()
+    } else {
+        Sha256::digest(&m.verifying_key).to_vec()
+    };
+    pb::Model {
+        model_id: m.model_id.clone(),
+        name: m.name.clone(),
+        family: m.family.clone(),
+        total_layers: m.total_layers,
+        shards: m.shards.clone(),
+        policy: m.policy,
+        verifying_key: m.verifying_key.clone(),
+        verifying_key_hash,
+        commitment: m.commitment.clone(),
+        price: m.price,
+        owner: owner.to_vec(),
+        registered_height: height,
+    }
+}
+
+pub(crate) fn validate_model(m: &pb::RegisterModel, params: &pb::Params) -> Result<(), TxError> {
+    check_model(m, params)
+}
+
+fn register_worker(
+    state: &mut Overlay<'_>,
+    ctx: &BlockCtx,
+    tx: &SignedTx,
+    w: &pb::RegisterWorker,
+    out: &mut TxOutcome,
+) -> Step {
+    if state.worker(&tx.sender)?.is_some() {
+        return Ok(Err(TxError::AlreadyExists {
+            what: "worker",
+            id: tx.sender.to_string(),
+        }));
+    }
+    for s in &w.serves {
+        let Some(model) = state.model(&s.model_id)? else {
+            return Ok(Err(TxError::UnknownModel {
+                model_id: s.model_id.clone(),
+            }));
+        };
+        if s.shard_index as usize >= model.shards.len() {
+            return Ok(Err(TxError::invalid(
+                "register_worker.serves.shard_index",
+                format!(
+                    "model {} has {} shards, no shard {}",
+                    s.model_id,
+                    model.shards.len(),
+                    s.shard_index
+                ),
+            )));
+        }
+    }
+    let worker = pb::Worker {
+        operator: tx.sender.as_bytes().to_vec(),
+        operator_key: tx.signer.as_bytes().to_vec(),
+        peer_id: w.peer_id.clone(),
+        stake: w.stake,
+        reputation: REPUTATION_ONE,
+        serves: w.serves.clone(),
+        registered_height: ctx.height,
+    };
+    state.put(state_key::worker(&tx.sender), &worker);
+    out.events.push(
+        Event::new("worker_registered")
+            .attr("operator", tx.sender)
+            .attr("peer_id", &w.peer_id)
+            .attr("stake", w.stake),
+    );
+    Ok(Ok(()))
+}
+
+fn submit_job(
+    state: &mut Overlay<'_>,
+    ctx: &BlockCtx,
+    tx: &SignedTx,
+    j: &pb::SubmitJob,
+    out: &mut TxOutcome,
+) -> Step {
+    let Some(model) = state.model(&j.model_id)? else {
+        return Ok(Err(TxError::UnknownModel {
+            model_id: j.model_id.clone(),
+        }));
+    };
+    let policy = model.policy.unwrap_or_default();
+    let k = if j.k == 0 { policy.k } else { j.k };
+    if k < policy.quorum {
+        return Ok(Err(TxError::invalid(
+            "submit_job.k",
+            format!("{k} is below the model's quorum {}", policy.quorum),
+        )));
+    }
+    let Some(min_fee) = model.price.checked_mul(u64::from(k)) else {
+        return Ok(Err(TxError::Overflow { what: "price * k" }));
+    };
+    if j.max_fee < min_fee {
+        return Ok(Err(TxError::invalid(
+            "submit_job.max_fee",
+            format!(
+                "{} is below price {} x k {k} = {min_fee}",
+                j.max_fee, model.price
+            ),
+        )));
+    }
+    let (input, input_hash) = match &j.payload {
+        Some(pb::submit_job::Payload::Input(input)) => {
+            (input.clone(), Sha256::digest(input).to_vec())
+        }
+        Some(pb::submit_job::Payload::InputHash(h)) => (Vec::new(), h.clone()),
+        None => return Ok(Err(TxError::invalid("submit_job", "no payload"))),
+    };
+    let id = state.get_u64(state_key::NEXT_JOB_ID)?.unwrap_or(1);
+    state.put_u64(state_key::NEXT_JOB_ID, id + 1);
+    let privacy = match pb::PrivacyMode::try_from(j.privacy) {
+        Ok(pb::PrivacyMode::Unspecified) | Err(_) => pb::PrivacyMode::Public,
+        Ok(p) => p,
+    };
+    let job = pb::Job {
+        id,
+        model_id: j.model_id.clone(),
+        client: tx.sender.as_bytes().to_vec(),
+        input,
+        input_hash,
+        k,
+        escrow: j.max_fee,
+        privacy: privacy as i32,
+        status: pb::JobStatus::Pending as i32,
+        submitted_height: ctx.height,
+        submitted_time_ns: ctx.time_ns,
+        tx_hash: tx.hash.to_vec(),
+    };
+    state.put(state_key::job(id), &job);
+    out.data = id.to_be_bytes().to_vec();
+    out.events.push(
+        Event::new("job_submitted")
+            .attr("job_id", id)
+            .attr("model_id", &j.model_id)
+            .attr("k", k)
+            .attr("escrow", j.max_fee),
+    );
+    Ok(Ok(()))
+}

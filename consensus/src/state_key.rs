@@ -1,0 +1,42 @@
+//! Every key of the ledger's state, built in one place.
+//!
+//! Keys are UTF-8 paths. Numeric ids are zero-padded so that prefix scans list
+//! them in order.
+
+use crate::Address;
+
+pub const CHAIN_ID: &str = "chain/id";
+pub const HEIGHT: &str = "chain/height";
+pub const BLOCK_TIME: &str = "chain/block_time";
+pub const AUTHORITY: &str = "chain/authority";
+pub const PARAMS: &str = "chain/params";
+pub const FEE_POOL: &str = "chain/fee_pool";
+pub const NEXT_JOB_ID: &str = "chain/next_job_id";
+pub const GENESIS_DIGEST: &str = "chain/genesis_digest";
+pub const VALIDATOR_COUNT: &str = "chain/validator_count";
+
+pub const ACCOUNTS: &str = "accounts/";
+pub const VALIDATORS: &str = "validators/";
+pub const MODELS: &str = "models/";
+pub const WORKERS: &str = "workers/";
+pub const JOBS: &str = "jobs/";
+
+pub fn account(address: &Address) -> String {
+    format!("{ACCOUNTS}{}", address.to_hex())
+}
+
+pub fn validator(pub_key: &[u8]) -> String {
+    format!("{VALIDATORS}{}", hex::encode(pub_key))
+}
+
+pub fn model(model_id: &str) -> String {
+    format!("{MODELS}{model_id}")
+}
+
+pub fn worker(operator: &Address) -> String {
+    format!("{WORKERS}{}", operator.to_hex())
+}
+
+pub fn job(id: u64) -> String {
+    format!("{JOBS}{id:020}")
+}

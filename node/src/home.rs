@@ -1,0 +1,411 @@
+//! The node's home directory and `vichaind init`.
+//!
+//! ```text
+//! HOME/config.toml              vichaind's configuration
+//! HOME/genesis.json             the chain's genesis (CometBFT format, app_state inside)
+//! HOME/keys/*.json              account keys (the operator key is the authority of a new chain)
+//! HOME/data/state.redb          the ledger's state
+//! HOME/cometbft/config/...      CometBFT's config.toml, genesis.json, node and validator keys
+//! HOME/cometbft/data/...        CometBFT's validator state
+//! ```
+//! A validator runs `cometbft start --home HOME/cometbft` next to `vichaind start --home HOME`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use base64::Engine as _;
+use ed25519_dalek::SigningKey;
+use sha2::{Digest, Sha256};
+use vichain_config::{
+    AppState, Genesis, GenesisAccount, GenesisValidator, NodeConfig, ParamsConfig, PubKeyJson,
+};
+use vichain_consensus::{Address, dev_signing_key};
+
+use crate::keys::{Keyring, NamedKey};
+
+/// Balance given to the operator (and, in dev, the dev account) at genesis.
+pub const GENESIS_BALANCE: u64 = 1_000_000_000_000;
+/// Voting power of each genesis validator.
+pub const GENESIS_POWER: u64 = 10;
+/// Chain id of `vichaind dev` when no genesis exists yet.
+pub const DEV_CHAIN_ID: &str = "vichain-dev";
+
+/// Paths inside a home directory.
+#[derive(Debug, Clone)]
+pub struct Home {
+    pub root: PathBuf,
+}
+
+impl Home {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    /// `~/.vichain`, the default home.
+    pub fn default_path() -> PathBuf {
+        dirs::home_dir()
+            .unwrap_or_else(|| PathBuf::from("."))
+            .join(".vichain")
+    }
+
+    pub fn config(&self) -> PathBuf {
+        self.root.join("config.toml")
+    }
+    pub fn genesis(&self) -> PathBuf {
+        self.root.join("genesis.json")
+    }
+    pub fn state_db(&self) -> PathBuf {
+        self.root.join("data").join("state.redb")
+    }
+    pub fn keyring(&self) -> Keyring {
+        Keyring::new(&self.root)
+    }
+    pub fn cometbft(&self) -> PathBuf {
+        self.root.join("cometbft")
+    }
+    pub fn validator_key(&self) -> PathBuf {
+        self.cometbft()
+            .join("config")
+            .join("priv_validator_key.json")
+    }
+
+    pub fn is_initialized(&self) -> bool {
+        self.config().exists() || self.genesis().exists()
+    }
+
+    /// Loads config.toml, or the defaults when there is none.
+    pub fn load_config(&self) -> Result<NodeConfig> {
+        if self.config().exists() {
+            Ok(NodeConfig::load(&self.config())?)
+        } else {
+            Ok(NodeConfig::default())
+        }
+    }
+
+    pub fn load_validator_key(&self) -> Result<SigningKey> {
+        let path = self.validator_key();
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        let v: serde_json::Value = serde_json::from_str(&text)?;
+        let b64 = v["priv_key"]["value"]
+            .as_str()
+            .with_context(|| format!("{}: no priv_key.value", path.display()))?;
+        let bytes = base64::engine::general_purpose::STANDARD.decode(b64)?;
+        let seed: [u8; 32] = bytes
+            .get(..32)
+            .and_then(|s| s.try_into().ok())
+            .with_context(|| format!("{}: priv_key is too short", path.display()))?;
+        Ok(SigningKey::from_bytes(&seed))
+    }
+}
+
+/// Options of `vichaind init`.
+#[derive(Debug, Clone)]
+pub struct InitOptions {
+    pub chain_id: String,
+    pub moniker: String,
+    /// Fund and empower the well-known dev account instead of a fresh operator key.
+    pub dev: bool,
+    /// Port offset for running several nodes on one machine (localnet).
+    pub port_offset: u16,
+}
+
+/// What `init` created.
+#[derive(Debug, Clone)]
+pub struct InitSummary {
+    pub home: PathBuf,
+    pub chain_id: String,
+    pub operator: Address,
+    pub validator_pub_key: [u8; 32],
+    pub node_id: String,
+}
+
+/// Creates a home with keys, config.toml, genesis.json and CometBFT's files.
+/// Refuses to touch a home that is already initialized.
+pub fn init(home: &Home, opts: &InitOptions) -> Result<InitSummary> {
+    if home.is_initialized() {
+        bail!(
+            "{} is already initialized (config.toml or genesis.json exists); choose another --home",
+            home.root.display()
+        );
+    }
+    let operator = if opts.dev {
+        NamedKey {
+            name: "operator".into(),
+            key: dev_signing_key(),
+        }
+    } else {
+        NamedKey {
+            name: "operator".into(),
+            key: SigningKey::generate(&mut rand::rngs::OsRng),
+        }
+    };
+    home.keyring().save(&operator)?;
+    let validator = SigningKey::generate(&mut rand::rngs::OsRng);
+    let node_key = SigningKey::generate(&mut rand::rngs::OsRng);
+
+    let mut config = NodeConfig {
+        moniker: opts.moniker.clone(),
+        ..NodeConfig::default()
+    };
+    let off = opts.port_offset;
+    config.abci.listen = format!("tcp://127.0.0.1:{}", 26658 + off);
+    config.grpc.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 9090 + off));
+    config.cometbft.rpc = format!("http://127.0.0.1:{}", 26657 + off);
+    config.save(&home.config())?;
+
+    let genesis = Genesis {
+        genesis_time: now_rfc3339(),
+        chain_id: opts.chain_id.clone(),
+        initial_height: "1".into(),
+        consensus_params: vichain_config::default_consensus_params(),
+        validators: vec![genesis_validator(&validator, &opts.moniker)],
+        app_hash: String::new(),
+        app_state: AppState {
+            authority: operator.address().to_string(),
+            accounts: vec![GenesisAccount {
+                address: operator.address().to_string(),
+                balance: GENESIS_BALANCE,
+            }],
+            models: Vec::new(),
+            params: ParamsConfig::default(),
+        },
+    };
+    genesis.validate()?;
+    genesis.save(&home.genesis())?;
+    write_cometbft(home, &genesis, &validator, &node_key, &opts.moniker, off)?;
+    Ok(InitSummary {
+        home: home.root.clone(),
+        chain_id: opts.chain_id.clone(),
+        operator: operator.address(),
+        validator_pub_key: validator.verifying_key().to_bytes(),
+        node_id: node_id(&node_key),
+    })
+}
+
+/// CometBFT's validator entry for a consensus key.
+pub fn genesis_validator(key: &SigningKey, name: &str) -> GenesisValidator {
+    GenesisValidator {
+        address: cometbft_address(key),
+        pub_key: PubKeyJson {
+            kind: "tendermint/PubKeyEd25519".into(),
+            value: b64(key.verifying_key().as_bytes()),
+        },
+        power: GENESIS_POWER.to_string(),
+        name: name.into(),
+    }
+}
+
+/// CometBFT's address of an ed25519 key: first 20 bytes of sha256(pub_key), upper hex.
+pub fn cometbft_address(key: &SigningKey) -> String {
+    hex::encode_upper(&Sha256::digest(key.verifying_key().as_bytes())[..20])
+}
+
+/// CometBFT's node id: the lower-hex address of the node key.
+pub fn node_id(key: &SigningKey) -> String {
+    cometbft_address(key).to_lowercase()
+}
+
+fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+fn write_json(path: &Path, value: &serde_json::Value) -> Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(path, serde_json::to_string_pretty(value)?)
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+fn write_cometbft(
+    home: &Home,
+    genesis: &Genesis,
+    validator: &SigningKey,
+    node_key: &SigningKey,
+    moniker: &str,
+    off: u16,
+) -> Result<()> {
+    let cmt = home.cometbft();
+    let secret = |k: &SigningKey| {
+        let mut full = k.to_bytes().to_vec();
+        full.extend_from_slice(k.verifying_key().as_bytes());
+        b64(&full)
+    };
+    write_json(
+        &cmt.join("config/priv_validator_key.json"),
+        &serde_json::json!({
+            "address": cometbft_address(validator),
+            "pub_key": {"type": "tendermint/PubKeyEd25519", "value": b64(validator.verifying_key().as_bytes())},
+            "priv_key": {"type": "tendermint/PrivKeyEd25519", "value": secret(validator)},
+        }),
+    )?;
+    write_json(
+        &cmt.join("config/node_key.json"),
+        &serde_json::json!({"priv_key": {"type": "tendermint/PrivKeyEd25519", "value": secret(node_key)}}),
+    )?;
+    write_json(
+        &cmt.join("data/priv_validator_state.json"),
+        &serde_json::json!({"height": "0", "round": 0, "step": 0}),
+    )?;
+    genesis.save(&cmt.join("config/genesis.json"))?;
+    write_cometbft_config(home, moniker, off, "")
+}
+
+/// Writes CometBFT's config.toml; keys not written keep CometBFT's defaults.
+pub fn write_cometbft_config(home: &Home, moniker: &str, off: u16, peers: &str) -> Result<()> {
+    let text = format!(
+        r#"# CometBFT configuration written by `vichaind init`; see
+# https://docs.cometbft.com/v0.38/core/configuration for every key.
+proxy_app = "tcp://127.0.0.1:{abci}"
+moniker = "{moniker}"
+abci = "socket"
+db_backend = "goleveldb"
+
+[rpc]
+laddr = "tcp://127.0.0.1:{rpc}"
+
+[p2p]
+laddr = "tcp://127.0.0.1:{p2p}"
+persistent_peers = "{peers}"
+allow_duplicate_ip = true
+addr_book_strict = false
+
+[mempool]
+recheck = true
+size = 50000
+
+[consensus]
+timeout_propose = "1s"
+timeout_commit = "1s"
+create_empty_blocks = true
+
+[instrumentation]
+prometheus = false
+"#,
+        abci = 26658 + off,
+        rpc = 26657 + off,
+        p2p = 26656 + off,
+    );
+    let path = home.cometbft().join("config/config.toml");
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))
+}
+
+/// Creates `n` validator homes under `out` sharing one genesis, with distinct ports
+/// (offset 10 per node) and each node's CometBFT peering with the others.
+pub fn init_localnet(out: &Path, n: usize, chain_id: &str) -> Result<Vec<InitSummary>> {
+    if n == 0 || n > 50 {
+        bail!("--validators must be between 1 and 50, got {n}");
+    }
+    let mut summaries = Vec::new();
+    for i in 0..n {
+        let home = Home::new(out.join(format!("node{i}")));
+        summaries.push(init(
+            &home,
+            &InitOptions {
+                chain_id: chain_id.into(),
+                moniker: format!("node{i}"),
+                dev: false,
+                port_offset: (i * 10) as u16,
+            },
+        )?);
+    }
+    // One genesis: node0's, with every validator and every operator funded.
+    let first = Home::new(out.join("node0"));
+    let mut genesis = Genesis::load(&first.genesis())?;
+    genesis.validators.clear();
+    genesis.app_state.accounts.clear();
+    for (i, s) in summaries.iter().enumerate() {
+        let home = Home::new(out.join(format!("node{i}")));
+        genesis.validators.push(genesis_validator(
+            &home.load_validator_key()?,
+            &format!("node{i}"),
+        ));
+        genesis.app_state.accounts.push(GenesisAccount {
+            address: s.operator.to_string(),
+            balance: GENESIS_BALANCE,
+        });
+    }
+    for (i, s) in summaries.iter().enumerate() {
+        let home = Home::new(out.join(format!("node{i}")));
+        genesis.save(&home.genesis())?;
+        genesis.save(&home.cometbft().join("config/genesis.json"))?;
+        let peers = summaries
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| *j != i)
+            .map(|(j, p)| format!("{}@127.0.0.1:{}", p.node_id, 26656 + j * 10))
+            .collect::<Vec<_>>()
+            .join(",");
+        write_cometbft_config(&home, &format!("node{i}"), (i * 10) as u16, &peers)?;
+        let _ = s;
+    }
+    Ok(summaries)
+}
+
+/// The current time as RFC 3339 (UTC), for genesis files only (never in state
+/// transitions).
+pub fn now_rfc3339() -> String {
+    let now = std::time::SystemTime::now();
+    humantime::format_rfc3339_nanos(now).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn init_writes_a_consistent_home_and_refuses_to_overwrite() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = Home::new(dir.path().join("h"));
+        let opts = InitOptions {
+            chain_id: "vichain-test".into(),
+            moniker: "n0".into(),
+            dev: false,
+            port_offset: 0,
+        };
+        let s = init(&home, &opts).unwrap();
+        let genesis = Genesis::load(&home.genesis()).unwrap();
+        assert_eq!(genesis.chain_id, "vichain-test");
+        assert_eq!(genesis.app_state.authority, s.operator.to_string());
+        let cmt = Genesis::load(&home.cometbft().join("config/genesis.json")).unwrap();
+        assert_eq!(cmt, genesis);
+        assert_eq!(
+            home.load_validator_key()
+                .unwrap()
+                .verifying_key()
+                .to_bytes(),
+            s.validator_pub_key
+        );
+        assert_eq!(
+            home.keyring().get("operator").unwrap().address(),
+            s.operator
+        );
+        home.load_config().unwrap();
+        let err = init(&home, &opts).unwrap_err().to_string();
+        assert!(err.contains("already initialized"), "{err}");
+    }
+
+    #[test]
+    fn localnet_homes_share_one_genesis() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = init_localnet(dir.path(), 4, "vichain-local").unwrap();
+        assert_eq!(s.len(), 4);
+        let g0 = Genesis::load(&dir.path().join("node0/genesis.json")).unwrap();
+        assert_eq!(g0.validators.len(), 4);
+        for i in 1..4 {
+            let gi = Genesis::load(&dir.path().join(format!("node{i}/genesis.json"))).unwrap();
+            assert_eq!(gi, g0);
+        }
+        let cfg =
+            std::fs::read_to_string(dir.path().join("node2/cometbft/config/config.toml")).unwrap();
+        assert!(
+            cfg.contains("proxy_app = \"tcp://127.0.0.1:26678\""),
+            "{cfg}"
+        );
+        assert!(cfg.contains(&s[0].node_id));
+    }
+}
