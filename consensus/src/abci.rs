@@ -43,6 +43,14 @@ impl AbciListener {
         })
     }
 
+    /// The bound TCP address, if this is a TCP listener.
+    pub fn tcp_addr(&self) -> Option<std::net::SocketAddr> {
+        match self {
+            Self::Tcp(l) => l.local_addr().ok(),
+            Self::Unix(..) => None,
+        }
+    }
+
     /// The bound address, e.g. `tcp://127.0.0.1:26658`.
     pub fn local_addr(&self) -> String {
         match self {
@@ -125,7 +133,8 @@ async fn accept(listener: &AbciListener) -> std::io::Result<(BoxRead, BoxWrite, 
 }
 
 /// Reads requests and writes responses on one connection until EOF, an error,
-/// or shutdown. Responses are buffered and flushed when CometBFT sends Flush.
+/// or shutdown. Responses are buffered while more requests are pending and
+/// flushed on Flush or when the connection would otherwise wait.
 pub async fn connection<R, W>(
     read: R,
     write: W,
@@ -178,7 +187,10 @@ where
             })
         };
         write_frame(&mut writer, &resp).await?;
-        if is_flush {
+        // CometBFT sends Flush when it waits for answers; other clients (such as
+        // tendermint-rs's) wait without one. Flushing whenever no further request
+        // is already buffered serves both and still batches pipelined requests.
+        if is_flush || reader.buffer().is_empty() {
             writer.flush().await?;
         }
     }

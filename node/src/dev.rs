@@ -129,7 +129,7 @@ impl DevChain {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        let resp = app.init_chain(abci::RequestInitChain {
+        app.init_chain(abci::RequestInitChain {
             time: Some(now()),
             chain_id: genesis.chain_id.clone(),
             consensus_params: None,
@@ -137,7 +137,6 @@ impl DevChain {
             app_state_bytes: genesis.app_state_bytes().into(),
             initial_height: genesis.initial_height()? as i64,
         })?;
-        info!(chain_id = %genesis.chain_id, app_hash = hex::encode(&resp.app_hash), "genesis initialized");
         Ok(0)
     }
 
