@@ -21,7 +21,7 @@ use crate::{
     state::{Overlay, StateReadExt},
     state_key,
     store::{ChangeSet, PendingCommit, Storage},
-    tx::SignedTx,
+    tx::{SigCache, SignedTx},
 };
 
 /// Largest vote extension accepted from another validator.
@@ -38,6 +38,8 @@ pub struct App {
     check_changes: ChangeSet,
     /// The block finalized but not yet committed.
     pending: Option<PendingCommit>,
+    /// Signatures already verified, by transaction hash.
+    sig_cache: SigCache,
 }
 
 /// Result of running one transaction.
@@ -71,6 +73,7 @@ impl App {
             store,
             check_changes: ChangeSet::new(),
             pending: None,
+            sig_cache: SigCache::default(),
         }
     }
 
@@ -234,7 +237,11 @@ impl App {
         let ctx = self.next_ctx(c.height + 1, time_ns)?;
         let base = std::mem::take(&mut self.check_changes);
         let mut check = Overlay::with_changes(self.store.as_ref(), base);
-        let result = run_tx(&mut check, &ctx, tx)?;
+        let decoded = SignedTx::decode_cached(tx, ctx.params.max_tx_bytes, &self.sig_cache);
+        if let Ok(d) = &decoded {
+            self.sig_cache.insert(d.hash);
+        }
+        let result = run_decoded(&mut check, &ctx, decoded)?;
         self.check_changes = check.into_changes();
         if result.code != 0 {
             debug!(code = result.code, log = %result.log, "CheckTx rejected");
@@ -253,21 +260,24 @@ impl App {
     }
 
     pub fn prepare_proposal(
-        &self,
+        &mut self,
         req: &abci::RequestPrepareProposal,
     ) -> Result<abci::ResponsePrepareProposal> {
         let height = height_of(req.height)?;
         let ctx = self.next_ctx(height, time_ns(req.time.as_ref()))?;
         let max_bytes = u64::try_from(req.max_tx_bytes).unwrap_or(0);
-        let mut state = Overlay::new(self.store.as_ref());
+        let store = self.store.clone();
+        let mut state = Overlay::new(store.as_ref());
         let mut total = 0u64;
         let mut txs = Vec::new();
-        for tx in &req.txs {
+        let decoded = decode_all(&req.txs, ctx.params.max_tx_bytes, &self.sig_cache);
+        self.remember(&decoded);
+        for (tx, decoded) in req.txs.iter().zip(decoded) {
             let len = tx.len() as u64;
             if total + len > max_bytes {
                 continue;
             }
-            if run_tx(&mut state, &ctx, tx)?.code == 0 {
+            if run_decoded(&mut state, &ctx, decoded)?.code == 0 {
                 total += len;
                 txs.push(tx.clone());
             }
@@ -282,15 +292,18 @@ impl App {
     }
 
     pub fn process_proposal(
-        &self,
+        &mut self,
         req: &abci::RequestProcessProposal,
     ) -> Result<abci::ResponseProcessProposal> {
         use abci::response_process_proposal::ProposalStatus;
         let height = height_of(req.height)?;
         let ctx = self.next_ctx(height, time_ns(req.time.as_ref()))?;
-        let mut state = Overlay::new(self.store.as_ref());
-        for (i, tx) in req.txs.iter().enumerate() {
-            let r = run_tx(&mut state, &ctx, tx)?;
+        let store = self.store.clone();
+        let mut state = Overlay::new(store.as_ref());
+        let decoded = decode_all(&req.txs, ctx.params.max_tx_bytes, &self.sig_cache);
+        self.remember(&decoded);
+        for (i, tx) in decoded.into_iter().enumerate() {
+            let r = run_decoded(&mut state, &ctx, tx)?;
             if r.code != 0 {
                 warn!(height, index = i, code = r.code, log = %r.log, "rejecting proposal with an invalid transaction");
                 return Ok(abci::ResponseProcessProposal {
@@ -301,6 +314,12 @@ impl App {
         Ok(abci::ResponseProcessProposal {
             status: ProposalStatus::Accept as i32,
         })
+    }
+
+    fn remember(&mut self, decoded: &[std::result::Result<SignedTx, TxError>]) {
+        for tx in decoded.iter().flatten() {
+            self.sig_cache.insert(tx.hash);
+        }
     }
 
     pub fn extend_vote(&self, _req: &abci::RequestExtendVote) -> abci::ResponseExtendVote {
@@ -347,8 +366,8 @@ impl App {
 
         let mut tx_results = Vec::with_capacity(req.txs.len());
         let mut updates: BTreeMap<Vec<u8>, u64> = BTreeMap::new();
-        for tx in &req.txs {
-            let r = run_tx(&mut state, &ctx, tx)?;
+        for tx in decode_all(&req.txs, ctx.params.max_tx_bytes, &self.sig_cache) {
+            let r = run_decoded(&mut state, &ctx, tx)?;
             for (key, power) in &r.outcome.validator_updates {
                 updates.insert(key.clone(), *power);
             }
@@ -428,9 +447,53 @@ impl App {
     }
 }
 
-/// Runs one transaction on a fork of `state`, merging it only if it succeeds.
-fn run_tx(state: &mut Overlay<'_>, ctx: &BlockCtx, bytes: &[u8]) -> Result<TxResult> {
-    let tx = match SignedTx::decode(bytes, ctx.params.max_tx_bytes) {
+/// Below this many transactions, decoding on one thread is cheaper than spawning.
+const PARALLEL_DECODE_MIN: usize = 64;
+
+/// Decodes and verifies the signatures of a block's transactions on all cores.
+/// Decoding is a pure function of each transaction's bytes, so the result (and
+/// the order of results) is the same whatever the thread count; execution then
+/// runs sequentially in block order.
+fn decode_all(
+    txs: &[bytes::Bytes],
+    max_bytes: u64,
+    cache: &SigCache,
+) -> Vec<std::result::Result<SignedTx, TxError>> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if txs.len() < PARALLEL_DECODE_MIN || threads == 1 {
+        return txs
+            .iter()
+            .map(|t| SignedTx::decode_cached(t, max_bytes, cache))
+            .collect();
+    }
+    let chunk = txs.len().div_ceil(threads);
+    let decode = move |part: &[bytes::Bytes]| {
+        part.iter()
+            .map(|t| SignedTx::decode_cached(t, max_bytes, cache))
+            .collect::<Vec<_>>()
+    };
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = txs
+            .chunks(chunk)
+            .map(|part| (part, scope.spawn(move || decode(part))))
+            .collect();
+        handles
+            .into_iter()
+            // Decoding never panics on any input (proptest feeds it arbitrary bytes);
+            // should a thread die anyway, its chunk is decoded again here.
+            .flat_map(|(part, h)| h.join().unwrap_or_else(|_| decode(part)))
+            .collect()
+    })
+}
+
+/// Runs one decoded transaction on a fork of `state`, merging it only if it
+/// succeeds.
+fn run_decoded(
+    state: &mut Overlay<'_>,
+    ctx: &BlockCtx,
+    decoded: std::result::Result<SignedTx, TxError>,
+) -> Result<TxResult> {
+    let tx = match decoded {
         Ok(tx) => tx,
         Err(e) => return Ok(TxResult::from(Err(e))),
     };

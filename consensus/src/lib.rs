@@ -38,7 +38,7 @@ pub use exec::{BlockCtx, Event, MAX_VALIDATOR_POWER, REPUTATION_ONE, TxOutcome};
 pub use query::{QueryResult, QueryTarget, verify_membership, verify_non_membership};
 pub use state::{Overlay, StateRead, StateReadExt};
 pub use store::{ChangeSet, Committed, PendingCommit, Storage};
-pub use tx::{SIGN_DOMAIN, SignedTx, action_kind, sign_bytes, sign_tx, tx_hash};
+pub use tx::{SIGN_DOMAIN, SigCache, SignedTx, action_kind, sign_bytes, sign_tx, tx_hash};
 
 /// Re-exported so that users of the ABCI types need not pin tendermint-proto.
 pub use tendermint_proto;

@@ -31,6 +31,13 @@ impl SignedTx {
     /// Decodes and authenticates `bytes`, rejecting anything over `max_bytes` before
     /// parsing. Checks: size, protobuf shape, known action, signer key, signature.
     pub fn decode(bytes: &[u8], max_bytes: u64) -> Result<Self, TxError> {
+        Self::decode_cached(bytes, max_bytes, &SigCache::default())
+    }
+
+    /// As [`decode`](Self::decode), skipping the signature check for transaction
+    /// bytes whose signature `cache` has already verified. The result is the same
+    /// either way: a transaction's hash covers its body and signature.
+    pub fn decode_cached(bytes: &[u8], max_bytes: u64, cache: &SigCache) -> Result<Self, TxError> {
         let len = bytes.len() as u64;
         if len > max_bytes {
             return Err(TxError::TooLarge {
@@ -51,18 +58,21 @@ impl SignedTx {
                 .map_err(|_| TxError::BadSignature {
                     signer: sender.to_string(),
                 })?;
-        let signature = Signature::from_bytes(&sig_bytes);
-        signer
-            .verify(&sign_bytes(&tx.body), &signature)
-            .map_err(|_| TxError::BadSignature {
-                signer: sender.to_string(),
-            })?;
+        let hash = tx_hash(bytes);
+        if !cache.contains(&hash) {
+            let signature = Signature::from_bytes(&sig_bytes);
+            signer
+                .verify(&sign_bytes(&tx.body), &signature)
+                .map_err(|_| TxError::BadSignature {
+                    signer: sender.to_string(),
+                })?;
+        }
         Ok(Self {
             body,
             action,
             signer,
             sender,
-            hash: tx_hash(bytes),
+            hash,
             len,
         })
     }
@@ -70,6 +80,43 @@ impl SignedTx {
     /// Short name of the action kind, used in events and metrics.
     pub fn kind(&self) -> &'static str {
         action_kind(&self.action)
+    }
+}
+
+/// Hashes of transactions whose signatures verified, so that a transaction seen
+/// by CheckTx is not verified again in PrepareProposal, ProcessProposal and
+/// FinalizeBlock. Bounded: the oldest entries leave first.
+#[derive(Debug, Default, Clone)]
+pub struct SigCache {
+    set: std::collections::BTreeSet<[u8; 32]>,
+    order: std::collections::VecDeque<[u8; 32]>,
+}
+
+impl SigCache {
+    /// Most hashes kept (about 10 MB).
+    pub const CAPACITY: usize = 200_000;
+
+    pub fn contains(&self, hash: &[u8; 32]) -> bool {
+        self.set.contains(hash)
+    }
+
+    pub fn insert(&mut self, hash: [u8; 32]) {
+        if self.set.insert(hash) {
+            self.order.push_back(hash);
+            while self.order.len() > Self::CAPACITY {
+                if let Some(old) = self.order.pop_front() {
+                    self.set.remove(&old);
+                }
+            }
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.set.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.set.is_empty()
     }
 }
 
@@ -166,6 +213,36 @@ mod tests {
         fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
             let _ = SignedTx::decode(&bytes, 1 << 20);
         }
+    }
+
+    #[test]
+    fn the_signature_cache_skips_only_what_it_verified() {
+        let key = dev_signing_key();
+        let good = sign_tx(&key, "c", 0, 1, transfer([1; 20], 1));
+        let mut cache = SigCache::default();
+        let tx = SignedTx::decode_cached(&good, 1 << 20, &cache).unwrap();
+        cache.insert(tx.hash);
+        assert!(SignedTx::decode_cached(&good, 1 << 20, &cache).is_ok());
+        // A forged signature has other bytes, hence another hash: still checked.
+        let mut forged = pb::Tx::decode(good.as_slice()).unwrap();
+        forged.signature[3] ^= 1;
+        let forged = forged.encode_to_vec();
+        assert!(matches!(
+            SignedTx::decode_cached(&forged, 1 << 20, &cache),
+            Err(TxError::BadSignature { .. })
+        ));
+    }
+
+    #[test]
+    fn the_signature_cache_is_bounded() {
+        let mut cache = SigCache::default();
+        for i in 0..(SigCache::CAPACITY + 10) as u64 {
+            let mut h = [0u8; 32];
+            h[..8].copy_from_slice(&i.to_be_bytes());
+            cache.insert(h);
+        }
+        assert_eq!(cache.len(), SigCache::CAPACITY);
+        assert!(!cache.contains(&[0u8; 32]));
     }
 
     #[test]

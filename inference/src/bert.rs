@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use candle_core::{D, DType, Device, Module, Tensor};
-use candle_nn::{Embedding, LayerNorm, Linear, VarBuilder};
+use candle_nn::{Embedding, LayerNorm, VarBuilder};
 use serde::{Deserialize, Serialize};
 
 use crate::{Activation, CandleContext, Error, LayerRange, Result};
@@ -224,11 +224,11 @@ impl BertEmbeddings {
 /// the same order, so the result does not change.
 #[derive(Clone, Debug)]
 pub struct BertLayer {
-    qkv: Linear,
-    attn_out: Linear,
+    qkv: Dense,
+    attn_out: Dense,
     attn_norm: LayerNorm,
-    intermediate: Linear,
-    output: Linear,
+    intermediate: Dense,
+    output: Dense,
     out_norm: LayerNorm,
     act: HiddenAct,
     heads: usize,
@@ -245,24 +245,20 @@ impl BertLayer {
         let (qw, qb) = weight_and_bias(sa.pp("query"), h, h)?;
         let (kw, kb) = weight_and_bias(sa.pp("key"), h, h)?;
         let (vw, vb_) = weight_and_bias(sa.pp("value"), h, h)?;
-        let qkv = Linear::new(
-            Tensor::cat(&[qw, kw, vw], 0)?,
-            Some(Tensor::cat(&[qb, kb, vb_], 0)?),
-        );
+        let qkv = Dense::new(
+            &Tensor::cat(&[qw, kw, vw], 0)?,
+            Tensor::cat(&[qb, kb, vb_], 0)?,
+        )?;
         Ok(Self {
             qkv,
-            attn_out: candle_nn::linear(h, h, att.pp("output").pp("dense"))?,
+            attn_out: Dense::load(att.pp("output").pp("dense"), h, h)?,
             attn_norm: candle_nn::layer_norm(
                 h,
                 cfg.layer_norm_eps,
                 att.pp("output").pp("LayerNorm"),
             )?,
-            intermediate: candle_nn::linear(
-                h,
-                cfg.intermediate_size,
-                vb.pp("intermediate").pp("dense"),
-            )?,
-            output: candle_nn::linear(cfg.intermediate_size, h, vb.pp("output").pp("dense"))?,
+            intermediate: Dense::load(vb.pp("intermediate").pp("dense"), h, cfg.intermediate_size)?,
+            output: Dense::load(vb.pp("output").pp("dense"), cfg.intermediate_size, h)?,
             out_norm: candle_nn::layer_norm(
                 h,
                 cfg.layer_norm_eps,
@@ -309,6 +305,33 @@ impl BertLayer {
         };
         let out = self.output.forward(&inter)?;
         self.out_norm.forward(&(out + attn)?)?.reshape((b, s, h))
+    }
+}
+
+/// A linear layer storing its weight transposed (`[in, out]`, contiguous), so the matmul
+/// streams the weight row by row instead of through a transposed view.
+#[derive(Clone, Debug)]
+struct Dense {
+    wt: Tensor,
+    bias: Tensor,
+}
+
+impl Dense {
+    fn new(weight: &Tensor, bias: Tensor) -> candle_core::Result<Self> {
+        Ok(Self {
+            wt: weight.t()?.contiguous()?,
+            bias,
+        })
+    }
+
+    fn load(vb: VarBuilder, in_dim: usize, out_dim: usize) -> candle_core::Result<Self> {
+        let (w, b) = weight_and_bias(vb, in_dim, out_dim)?;
+        Self::new(&w, b)
+    }
+
+    /// `[n, in]` to `[n, out]`.
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        x.matmul(&self.wt)?.broadcast_add(&self.bias)
     }
 }
 

@@ -206,7 +206,7 @@ impl Harness {
         };
         let proposer = self.proposer(height);
         let prepared = self.instances[proposer]
-            .as_ref()
+            .as_mut()
             .ok_or_else(|| anyhow::anyhow!("proposer is down"))?
             .app
             .prepare_proposal(&abci::RequestPrepareProposal {

@@ -20,7 +20,7 @@ fn an_instance_killed_between_finalize_and_commit_replays_the_block() {
     let txs = txgen.block(&h.any().app.store().clone(), 8);
     let mut inst1 = h.instances[1].take().unwrap();
     let prepared = h.instances[0]
-        .as_ref()
+        .as_mut()
         .unwrap()
         .app
         .prepare_proposal(&tendermint_proto::v0_38::abci::RequestPrepareProposal {

@@ -344,7 +344,7 @@ fn a_replayed_transaction_is_rejected_after_its_block() {
 
 #[test]
 fn proposals_with_an_invalid_transaction_are_rejected_and_proposers_leave_them_out() {
-    let (_dir, inst) = fresh();
+    let (_dir, mut inst) = fresh();
     let good = Bytes::from(sign_tx(&key(1), CHAIN_ID, 0, 1, transfer(5)));
     let bad = Bytes::from(sign_tx(&key(1), "other", 1, 1, transfer(5)));
     let r = inst

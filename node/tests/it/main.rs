@@ -147,15 +147,67 @@ fn dev_chain_transfers_with_the_cli_and_resumes_after_restart() {
     let broke: Value = serde_json::from_slice(&broke.stdout).unwrap();
     assert_eq!(broke["code"], 9, "insufficient funds: {broke}");
 
+    let services = reflected_services(grpc);
+    assert!(
+        services.iter().any(|s| s == "vichain.v1.NodeService"),
+        "{services:?}"
+    );
+
     let before = wait_for_height(grpc, &keys, 1)["height"].as_u64().unwrap();
     assert!(node.terminate().success(), "graceful shutdown exits 0");
 
     // Same home: the chain resumes where it stopped, state intact.
-    let _node = dev(&home, grpc);
+    let mut node = dev(&home, grpc);
     let after = wait_for_height(grpc, &keys, before + 1);
     assert_eq!(after["chain_id"], "vichain-dev");
     let account = json(&cli(grpc, &keys, &["query", "account", &alice, "--json"]));
     assert_eq!(account["balance"], 5);
+
+    // Killed without warning, mid-stream of blocks: the store holds whole blocks
+    // only, and the next start resumes from the last committed one.
+    let before = wait_for_height(grpc, &keys, 1)["height"].as_u64().unwrap();
+    node.0.kill().unwrap();
+    node.0.wait().unwrap();
+    let _node = dev(&home, grpc);
+    wait_for_height(grpc, &keys, before + 1);
+    let account = json(&cli(grpc, &keys, &["query", "account", &alice, "--json"]));
+    assert_eq!(account["balance"], 5);
+}
+
+/// Lists services through gRPC server reflection, as grpcurl does.
+fn reflected_services(port: u16) -> Vec<String> {
+    use tonic_reflection::pb::v1::{
+        ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+        server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}"))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let mut client = ServerReflectionClient::new(channel);
+        let req = ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::ListServices(String::new())),
+        };
+        let mut stream = client
+            .server_reflection_info(tokio_stream::iter(vec![req]))
+            .await
+            .unwrap()
+            .into_inner();
+        let resp = stream.message().await.unwrap().unwrap();
+        match resp.message_response {
+            Some(MessageResponse::ListServicesResponse(l)) => {
+                l.service.into_iter().map(|s| s.name).collect()
+            }
+            other => panic!("unexpected reflection answer {other:?}"),
+        }
+    })
 }
 
 #[test]

