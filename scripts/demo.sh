@@ -18,8 +18,15 @@ trap cleanup EXIT
 start_node() {
   "$bin/vichaind" dev --home "$work/node" --grpc "127.0.0.1:$port" --block-time 500ms >>"$work/node.log" 2>&1 &
   node_pid=$!
-  for _ in $(seq 1 100); do "$bin/vichain" status >/dev/null 2>&1 && return 0; sleep 0.1; done
-  echo "the node did not start; its log:" >&2; cat "$work/node.log" >&2; exit 1
+  for _ in $(seq 1 100); do
+    if ! kill -0 "$node_pid" 2>/dev/null; then
+      echo "vichaind exited (is port $port taken? set VICHAIN_DEMO_PORT); its log:" >&2
+      cat "$work/node.log" >&2; exit 1
+    fi
+    "$bin/vichain" status >/dev/null 2>&1 && return 0
+    sleep 0.1
+  done
+  echo "the node did not answer; its log:" >&2; cat "$work/node.log" >&2; exit 1
 }
 
 echo "== starting vichaind dev in $work/node"
