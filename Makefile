@@ -23,6 +23,7 @@ lint:
 bench:
 	cargo bench -p vichain-consensus --bench ledger
 	cargo bench -p vichain-node --bench dev
+	cargo bench -p vichain-tests --bench harness
 	cargo bench -p vichain-tee --bench verify
 	cargo bench -p vichain-zk --bench zk
 	cargo bench -p vichain-inference --bench inference

@@ -210,7 +210,7 @@ impl Harness {
             .ok_or_else(|| anyhow::anyhow!("proposer is down"))?
             .app
             .prepare_proposal(&abci::RequestPrepareProposal {
-                max_tx_bytes: 1024 * 1024,
+                max_tx_bytes: 22 * 1024 * 1024,
                 txs: candidates,
                 height: height as i64,
                 time: Some(time),

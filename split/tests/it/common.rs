@@ -1,0 +1,74 @@
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use vichain_inference::LayerRange;
+use vichain_split::{AllowList, ClientConfig, Multiaddr, NetworkConfig, Worker, WorkerConfig};
+
+pub fn models_dir() -> PathBuf {
+    std::env::var_os("VICHAIN_MODELS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/tmp/vichain-models"))
+}
+
+pub fn minilm_dir() -> PathBuf {
+    let dir = models_dir().join("all-minilm-l6-v2");
+    assert!(
+        dir.join("model.safetensors").exists(),
+        "all-MiniLM-L6-v2 not found in {}: run scripts/fetch-models.sh",
+        dir.display()
+    );
+    dir
+}
+
+pub fn smollm2_path() -> PathBuf {
+    let p = models_dir()
+        .join("smollm2-135m-instruct")
+        .join("SmolLM2-135M-Instruct.Q4_1.gguf");
+    assert!(
+        p.exists(),
+        "SmolLM2 not found at {}: run scripts/fetch-models.sh",
+        p.display()
+    );
+    p
+}
+
+pub fn network(bootstrap: Vec<Multiaddr>, allow: AllowList) -> NetworkConfig {
+    NetworkConfig {
+        listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
+        bootstrap,
+        request_timeout: Duration::from_secs(20),
+        heartbeat: Duration::from_millis(300),
+        allow,
+        ..NetworkConfig::default()
+    }
+}
+
+pub fn client_config(bootstrap: Vec<Multiaddr>) -> ClientConfig {
+    let mut network = network(bootstrap, AllowList::all());
+    network.listen.clear();
+    ClientConfig {
+        network,
+        discovery_timeout: Duration::from_secs(30),
+        ..ClientConfig::default()
+    }
+}
+
+/// Starts a worker serving `layers` of the model at `manifest`; its home is a fresh
+/// directory kept until the process ends.
+pub async fn worker(
+    manifest: &Path,
+    layers: LayerRange,
+    bootstrap: Vec<Multiaddr>,
+    allow: AllowList,
+) -> Worker {
+    let home = tempfile::tempdir().unwrap().keep();
+    let mut cfg = WorkerConfig::new(home, manifest.to_path_buf(), layers);
+    cfg.network = network(bootstrap, allow);
+    Worker::start(cfg).await.unwrap()
+}
+
+pub fn f32_bytes(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}

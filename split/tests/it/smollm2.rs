@@ -1,0 +1,103 @@
+use vichain_inference::{
+    GenerationParams, KvCacheConfig, LayerRange, MANIFEST_FILE, ShardLayout, TextGenerator,
+    split_gguf,
+};
+use vichain_split::{AllowList, SplitClient};
+
+use crate::common::{client_config, smollm2_path, worker};
+
+const TOKENS: usize = 6;
+
+/// Stages 0..10, 10..20 (held twice), 20..30; generation through the network equals local
+/// generation token for token, with and without the middle stage dying mid-session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn generation_survives_a_middle_stage_dying_with_identical_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    let ranges = [
+        LayerRange::new(0, 10),
+        LayerRange::new(10, 20),
+        LayerRange::new(20, 30),
+    ];
+    split_gguf(
+        &smollm2_path(),
+        dir.path(),
+        "smollm2-135m",
+        &ranges,
+        ShardLayout::ClientKeepsEnds,
+    )
+    .unwrap();
+    let manifest = dir.path().join(MANIFEST_FILE);
+    let first = worker(&manifest, ranges[0], vec![], AllowList::all()).await;
+    let boot = first.listen_addrs().await.unwrap();
+    let mut workers = vec![Some(first)];
+    for r in [ranges[1], ranges[2], ranges[1]] {
+        workers.push(Some(
+            worker(&manifest, r, boot.clone(), AllowList::all()).await,
+        ));
+    }
+
+    let mut local = TextGenerator::from_shards(dir.path(), KvCacheConfig::default()).unwrap();
+    let prompt = local
+        .encode(&TextGenerator::chat_prompt("What is a blockchain?"))
+        .unwrap();
+    let params = GenerationParams {
+        max_new_tokens: TOKENS,
+        ..GenerationParams::default()
+    };
+    let expected = local.generate(7, &prompt, &params).unwrap();
+    let (_, local_trace) = local.step_traced(7, 0, &prompt).unwrap();
+    local.end_session(7);
+
+    let mut client = SplitClient::connect(&manifest, client_config(boot))
+        .await
+        .unwrap();
+    assert_eq!(client.chat_tokens("What is a blockchain?").unwrap(), prompt);
+
+    // Uninterrupted.
+    let mut s = client
+        .start_generation_in(7, &prompt, params)
+        .await
+        .unwrap();
+    while s.next_token().await.unwrap().is_some() {}
+    let out = s.finish().await.unwrap();
+    assert_eq!(out.tokens, expected.tokens);
+    assert_eq!(out.text, expected.text);
+    assert_eq!(out.traces.len(), TOKENS);
+    assert_eq!(
+        out.traces[0].hashes(),
+        local_trace,
+        "commitments match the local run"
+    );
+    assert!(out.failovers.is_empty());
+
+    // The middle stage dies after three tokens.
+    let mut s = client
+        .start_generation_in(8, &prompt, params)
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        s.next_token().await.unwrap();
+    }
+    let victim = s.route()[1].1;
+    let slot = workers
+        .iter()
+        .position(|w| w.as_ref().is_some_and(|w| w.peer_id() == victim))
+        .unwrap();
+    workers[slot].take().unwrap().shutdown().await;
+    while s.next_token().await.unwrap().is_some() {}
+    let out = s.finish().await.unwrap();
+    assert_eq!(out.tokens, expected.tokens, "identical after failover");
+    assert_eq!(out.failovers.len(), 1);
+    let f = &out.failovers[0];
+    assert_eq!((f.stage, f.from), (1, victim));
+    assert_eq!(
+        f.replayed_steps, 3,
+        "the prompt and two tokens were replayed"
+    );
+    assert_ne!(out.route[1].1, victim);
+    assert_eq!(client.metrics().failovers, 1);
+    assert!(client.failed_peers().contains(&victim));
+    for w in workers.into_iter().flatten() {
+        w.shutdown().await;
+    }
+}
