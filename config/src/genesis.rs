@@ -119,6 +119,12 @@ pub struct PolicyConfig {
     pub tolerance_ppm: u64,
     pub require_proof: bool,
     pub require_tee: bool,
+    /// TEE kinds accepted when `require_tee` ("sev-snp", "tdx", "sgx").
+    pub tee_kinds: Vec<String>,
+    /// Hex launch measurements accepted; empty accepts any.
+    pub tee_measurements: Vec<String>,
+    /// Lowest Intel TCB status accepted, e.g. "UpToDate"; empty for none.
+    pub min_tcb_status: String,
 }
 
 impl Default for PolicyConfig {
@@ -129,6 +135,9 @@ impl Default for PolicyConfig {
             tolerance_ppm: 0,
             require_proof: false,
             require_tee: false,
+            tee_kinds: Vec::new(),
+            tee_measurements: Vec::new(),
+            min_tcb_status: String::new(),
         }
     }
 }
@@ -145,6 +154,10 @@ pub struct ParamsConfig {
     pub max_shards: u32,
     pub max_served_shards: u32,
     pub max_verifying_key_bytes: u64,
+    /// Accept simulated TEE evidence (dev chains only).
+    pub allow_simulated_tee: bool,
+    pub max_evidence_bytes: u64,
+    pub attestation_ttl_blocks: u64,
 }
 
 impl Default for ParamsConfig {
@@ -158,6 +171,9 @@ impl Default for ParamsConfig {
             max_shards: 256,
             max_served_shards: 64,
             max_verifying_key_bytes: 64 * 1024,
+            allow_simulated_tee: false,
+            max_evidence_bytes: 64 * 1024,
+            attestation_ttl_blocks: 14_400,
         }
     }
 }

@@ -17,11 +17,12 @@ use crate::{
     error::CODESPACE,
     exec::{self, BlockCtx, Event, TxOutcome},
     genesis,
+    proofs::{self, KeyCache, ProofCtx},
     query::{self, QueryResult},
     state::{Overlay, StateReadExt},
     state_key,
     store::{ChangeSet, PendingCommit, Storage},
-    tx::{SigCache, SignedTx},
+    tx::{SigCache, SignedTx, tx_hash},
 };
 
 /// Largest vote extension accepted from another validator.
@@ -40,6 +41,8 @@ pub struct App {
     pending: Option<PendingCommit>,
     /// Signatures already verified, by transaction hash.
     sig_cache: SigCache,
+    /// Prepared zk verifying keys, by hash.
+    zk_keys: Arc<KeyCache>,
 }
 
 /// Result of running one transaction.
@@ -74,6 +77,7 @@ impl App {
             check_changes: ChangeSet::new(),
             pending: None,
             sig_cache: SigCache::default(),
+            zk_keys: Arc::default(),
         }
     }
 
@@ -221,7 +225,24 @@ impl App {
             time_ns,
             chain_id: state.chain_id()?,
             params: state.params()?,
+            proofs: ProofCtx {
+                keys: self.zk_keys.clone(),
+                verdicts: Arc::default(),
+            },
         })
+    }
+
+    /// Batch-verifies the proofs of a block (or proposal) ahead of executing it; the
+    /// randomness is derived from the block's height and transactions.
+    fn preverify(
+        &self,
+        ctx: &mut BlockCtx,
+        txs: &[bytes::Bytes],
+        decoded: &[std::result::Result<SignedTx, TxError>],
+    ) {
+        let randomness = proofs::batch_randomness(ctx.height, txs.iter().map(|t| tx_hash(t)));
+        let verdicts = proofs::preverify(self.store.as_ref(), &self.zk_keys, decoded, &randomness);
+        ctx.proofs.verdicts = Arc::new(verdicts);
     }
 
     pub fn check_tx(&mut self, tx: &[u8]) -> Result<abci::ResponseCheckTx> {
@@ -264,7 +285,7 @@ impl App {
         req: &abci::RequestPrepareProposal,
     ) -> Result<abci::ResponsePrepareProposal> {
         let height = height_of(req.height)?;
-        let ctx = self.next_ctx(height, time_ns(req.time.as_ref()))?;
+        let mut ctx = self.next_ctx(height, time_ns(req.time.as_ref()))?;
         let max_bytes = u64::try_from(req.max_tx_bytes).unwrap_or(0);
         let store = self.store.clone();
         let mut state = Overlay::new(store.as_ref());
@@ -272,6 +293,7 @@ impl App {
         let mut txs = Vec::new();
         let decoded = decode_all(&req.txs, ctx.params.max_tx_bytes, &self.sig_cache);
         self.remember(&decoded);
+        self.preverify(&mut ctx, &req.txs, &decoded);
         for (tx, decoded) in req.txs.iter().zip(decoded) {
             let len = tx.len() as u64;
             if total + len > max_bytes {
@@ -297,11 +319,12 @@ impl App {
     ) -> Result<abci::ResponseProcessProposal> {
         use abci::response_process_proposal::ProposalStatus;
         let height = height_of(req.height)?;
-        let ctx = self.next_ctx(height, time_ns(req.time.as_ref()))?;
+        let mut ctx = self.next_ctx(height, time_ns(req.time.as_ref()))?;
         let store = self.store.clone();
         let mut state = Overlay::new(store.as_ref());
         let decoded = decode_all(&req.txs, ctx.params.max_tx_bytes, &self.sig_cache);
         self.remember(&decoded);
+        self.preverify(&mut ctx, &req.txs, &decoded);
         for (i, tx) in decoded.into_iter().enumerate() {
             let r = run_decoded(&mut state, &ctx, tx)?;
             if r.code != 0 {
@@ -359,19 +382,28 @@ impl App {
             )));
         }
         let time = time_ns(req.time.as_ref());
-        let ctx = self.next_ctx(height, time)?;
+        let mut ctx = self.next_ctx(height, time)?;
+        let decoded = decode_all(&req.txs, ctx.params.max_tx_bytes, &self.sig_cache);
+        self.preverify(&mut ctx, &req.txs, &decoded);
         let mut state = Overlay::new(self.store.as_ref());
         state.put_u64(state_key::HEIGHT, height);
         state.put_u64(state_key::BLOCK_TIME, time.max(0) as u64);
 
         let mut tx_results = Vec::with_capacity(req.txs.len());
         let mut updates: BTreeMap<Vec<u8>, u64> = BTreeMap::new();
-        for tx in decode_all(&req.txs, ctx.params.max_tx_bytes, &self.sig_cache) {
+        for tx in decoded {
             let r = run_decoded(&mut state, &ctx, tx)?;
             for (key, power) in &r.outcome.validator_updates {
                 updates.insert(key.clone(), *power);
             }
             tx_results.push(exec_tx_result(r));
+        }
+        // Recent block hashes: the nonces TEE evidence binds.
+        if req.hash.len() == 32 {
+            state.put_raw(state_key::recent_block_hash(height), req.hash.to_vec());
+        }
+        if let Some(old) = height.checked_sub(state_key::RECENT_BLOCK_HASHES) {
+            state.delete_raw(state_key::recent_block_hash(old));
         }
         let validator_updates = updates
             .into_iter()

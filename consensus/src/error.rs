@@ -58,6 +58,25 @@ pub enum TxError {
     UnknownAccount { address: String },
     #[error("arithmetic overflow in {what}")]
     Overflow { what: &'static str },
+    #[error("job {job_id} does not exist")]
+    UnknownJob { job_id: u64 },
+    #[error("proof for job {job_id} rejected: {reason}")]
+    ProofInvalid { job_id: u64, reason: String },
+    #[error("proof of {size} bytes exceeds the limit of {max} bytes")]
+    OversizeProof { size: u64, max: u64 },
+    #[error("{address} is not a registered worker")]
+    UnknownWorker { address: String },
+    #[error("worker {address} does not serve model {model_id:?}")]
+    NotServing { address: String, model_id: String },
+    #[error("attestation rejected: {reason}")]
+    AttestationInvalid { reason: String },
+    #[error("evidence of {size} bytes exceeds the limit of {max} bytes")]
+    OversizeEvidence { size: u64, max: u64 },
+    #[error("model {model_id:?} has no {missing} registered, so it accepts no proofs")]
+    NoVerifyingKey {
+        model_id: String,
+        missing: &'static str,
+    },
 }
 
 impl TxError {
@@ -81,6 +100,14 @@ impl TxError {
             Self::UnknownValidator { .. } => 16,
             Self::UnknownAccount { .. } => 17,
             Self::Overflow { .. } => 18,
+            Self::UnknownJob { .. } => 19,
+            Self::ProofInvalid { .. } => 20,
+            Self::OversizeProof { .. } => 21,
+            Self::UnknownWorker { .. } => 22,
+            Self::NotServing { .. } => 23,
+            Self::NoVerifyingKey { .. } => 24,
+            Self::AttestationInvalid { .. } => 25,
+            Self::OversizeEvidence { .. } => 26,
         }
     }
 

@@ -7,9 +7,10 @@ use sha2::{Digest, Sha256};
 use vichain_proto::v1::{self as pb, tx_body::Action};
 
 use crate::{
-    Address, Error, TxError,
+    Address, Error, TxError, attest,
     crypto::parse_public_key,
-    state::{Overlay, StateReadExt},
+    proofs::{self, ProofCtx},
+    state::{Overlay, StateRead, StateReadExt},
     state_key,
     tx::SignedTx,
 };
@@ -31,6 +32,8 @@ pub struct BlockCtx {
     pub time_ns: i64,
     pub chain_id: String,
     pub params: pb::Params,
+    /// Verifying keys and this block's batch-verified proofs.
+    pub proofs: ProofCtx,
 }
 
 /// An ABCI event: a kind and ordered attributes.
@@ -114,6 +117,10 @@ fn check_stateless(ctx: &BlockCtx, tx: &SignedTx) -> Result<(), TxError> {
         Action::RegisterModel(m) => check_model(m, &ctx.params)?,
         Action::RegisterWorker(w) => check_worker(w, &ctx.params)?,
         Action::SubmitJob(j) => check_job(j, &ctx.params)?,
+        Action::SubmitProof(p) => proofs::check_submit_proof(p)?,
+        Action::SubmitAttestation(a) => {
+            attest::check_submit_attestation(a, &ctx.params)?;
+        }
     }
     Ok(())
 }
@@ -224,6 +231,7 @@ fn check_model(m: &pb::RegisterModel, params: &pb::Params) -> Result<(), TxError
             ),
         ));
     }
+    attest::check_policy(policy)?;
     if policy.tolerance_ppm > 1_000_000 {
         return Err(TxError::invalid(
             "register_model.policy.tolerance_ppm",
@@ -246,11 +254,16 @@ fn check_model(m: &pb::RegisterModel, params: &pb::Params) -> Result<(), TxError
             "required when the policy requires proofs",
         ));
     }
-    if !(m.commitment.is_empty() || m.commitment.len() == 32) {
-        return Err(TxError::invalid(
-            "register_model.commitment",
-            format!("{} bytes, expected 0 or 32", m.commitment.len()),
-        ));
+    if !m.commitment.is_empty() {
+        vichain_zk::Commitment::from_bytes(&m.commitment).map_err(|e| {
+            TxError::invalid(
+                "register_model.commitment",
+                format!(
+                    "{} bytes: {e} (expected 32 bytes, a canonical BN254 scalar)",
+                    m.commitment.len()
+                ),
+            )
+        })?;
     }
     Ok(())
 }
@@ -410,6 +423,8 @@ fn execute_stateful(
         Action::RegisterModel(m) => register_model(state, ctx, tx, m, &mut outcome),
         Action::RegisterWorker(w) => register_worker(state, ctx, tx, w, &mut outcome),
         Action::SubmitJob(j) => submit_job(state, ctx, tx, j, &mut outcome),
+        Action::SubmitProof(p) => submit_proof(state, ctx, tx, p, &mut outcome),
+        Action::SubmitAttestation(a) => submit_attestation(state, ctx, tx, a, &mut outcome),
     }?;
     Ok(result.map(|()| {
         outcome.events.insert(
@@ -594,7 +609,7 @@ pub(crate) fn model_record(m: &pb::RegisterModel, owner: &[u8], height: u64) -> 
         family: m.family.clone(),
         total_layers: m.total_layers,
         shards: m.shards.clone(),
-        policy: m.policy,
+        policy: m.policy.clone(),
         verifying_key: m.verifying_key.clone(),
         verifying_key_hash,
         commitment: m.commitment.clone(),
@@ -647,6 +662,7 @@ fn register_worker(
         reputation: REPUTATION_ONE,
         serves: w.serves.clone(),
         registered_height: ctx.height,
+        attestation: None,
     };
     state.put(state_key::worker(&tx.sender), &worker);
     out.events.push(
@@ -670,7 +686,7 @@ fn submit_job(
             model_id: j.model_id.clone(),
         }));
     };
-    let policy = model.policy.unwrap_or_default();
+    let policy = model.policy.clone().unwrap_or_default();
     let k = if j.k == 0 { policy.k } else { j.k };
     if k < policy.quorum {
         return Ok(Err(TxError::invalid(
@@ -716,6 +732,7 @@ fn submit_job(
         submitted_height: ctx.height,
         submitted_time_ns: ctx.time_ns,
         tx_hash: tx.hash.to_vec(),
+        ..Default::default()
     };
     state.put(state_key::job(id), &job);
     out.data = id.to_be_bytes().to_vec();
@@ -726,5 +743,174 @@ fn submit_job(
             .attr("k", k)
             .attr("escrow", j.max_fee),
     );
+    Ok(Ok(()))
+}
+
+fn submit_proof(
+    state: &mut Overlay<'_>,
+    ctx: &BlockCtx,
+    tx: &SignedTx,
+    p: &pb::SubmitProof,
+    out: &mut TxOutcome,
+) -> Step {
+    let Some(worker) = state.worker(&tx.sender)? else {
+        return Ok(Err(TxError::UnknownWorker {
+            address: tx.sender.to_string(),
+        }));
+    };
+    let Some(mut job) = state.job(p.job_id)? else {
+        return Ok(Err(TxError::UnknownJob { job_id: p.job_id }));
+    };
+    if !worker.serves.iter().any(|s| s.model_id == job.model_id) {
+        return Ok(Err(TxError::NotServing {
+            address: tx.sender.to_string(),
+            model_id: job.model_id.clone(),
+        }));
+    }
+    if job.proof_verified {
+        return Ok(Err(TxError::AlreadyExists {
+            what: "verified proof for job",
+            id: job.id.to_string(),
+        }));
+    }
+    let open = [
+        pb::JobStatus::Pending as i32,
+        pb::JobStatus::Assigned as i32,
+    ];
+    if !open.contains(&job.status) {
+        return Ok(Err(TxError::invalid(
+            "submit_proof.job_id",
+            format!("job {} is closed (status {})", job.id, job.status),
+        )));
+    }
+    let Some(model) = state.model(&job.model_id)? else {
+        return Ok(Err(TxError::UnknownModel {
+            model_id: job.model_id.clone(),
+        }));
+    };
+    let claim = match proofs::claim(&job, &model, p) {
+        Ok(c) => c,
+        Err(e) => return Ok(Err(e)),
+    };
+    if let Err(reason) = ctx.proofs.verify(&model.verifying_key, &claim, &p.proof) {
+        return Ok(Err(TxError::ProofInvalid {
+            job_id: job.id,
+            reason,
+        }));
+    }
+    job.proof_verified = true;
+    job.output = p.output.clone();
+    job.input_commitment = p.input_commitment.clone();
+    job.prover = tx.sender.as_bytes().to_vec();
+    job.proof_height = ctx.height;
+    job.proof_hash = Sha256::digest(&p.proof).to_vec();
+    state.put(state_key::job(job.id), &job);
+    out.events.push(
+        Event::new("proof_verified")
+            .attr("job_id", job.id)
+            .attr("model_id", &job.model_id)
+            .attr("prover", tx.sender)
+            .attr("output", output_summary(p.output.as_ref())),
+    );
+    Ok(Ok(()))
+}
+
+/// A short, human-readable form of a proven output for events.
+fn output_summary(o: Option<&pb::InferenceOutput>) -> String {
+    use pb::inference_output::Value;
+    match o.and_then(|o| o.value.as_ref()) {
+        Some(Value::Argmax(i)) => format!("argmax:{i}"),
+        Some(Value::Logits(l)) => format!(
+            "logits:{}",
+            l.values
+                .iter()
+                .map(i64::to_string)
+                .collect::<Vec<_>>()
+                .join(",")
+        ),
+        Some(Value::Commitment(c)) => format!("commitment:{}", hex::encode(c)),
+        None => String::new(),
+    }
+}
+
+fn submit_attestation(
+    state: &mut Overlay<'_>,
+    ctx: &BlockCtx,
+    tx: &SignedTx,
+    a: &pb::SubmitAttestation,
+    out: &mut TxOutcome,
+) -> Step {
+    let Some(mut worker) = state.worker(&tx.sender)? else {
+        return Ok(Err(TxError::UnknownWorker {
+            address: tx.sender.to_string(),
+        }));
+    };
+    let nonce = match state.get_raw(state_key::recent_block_hash(a.nonce_height).as_bytes())? {
+        Some(h) => <[u8; 32]>::try_from(h.as_slice()).map_err(|_| Error::Corrupt {
+            key: state_key::recent_block_hash(a.nonce_height),
+            reason: format!("{} bytes, expected 32", h.len()),
+        })?,
+        None => {
+            return Ok(Err(TxError::invalid(
+                "submit_attestation.nonce_height",
+                format!(
+                    "block {} is not among the last {} blocks",
+                    a.nonce_height,
+                    state_key::RECENT_BLOCK_HASHES
+                ),
+            )));
+        }
+    };
+    let evidence = tri!(Ok::<_, Error>(attest::check_submit_attestation(
+        a,
+        &ctx.params
+    )));
+    let verified = tri!(Ok::<_, Error>(attest::verify(
+        &evidence,
+        &ctx.params,
+        ctx.time_ns
+    )));
+    if let Err(e) =
+        vichain_tee::check_binding(&verified, &worker.operator_key, &ctx.chain_id, &nonce)
+    {
+        return Ok(Err(TxError::AttestationInvalid {
+            reason: e.to_string(),
+        }));
+    }
+    let mut checked = std::collections::BTreeSet::new();
+    for s in &worker.serves {
+        if !checked.insert(s.model_id.clone()) {
+            continue;
+        }
+        let Some(model) = state.model(&s.model_id)? else {
+            continue;
+        };
+        let policy = model.policy.unwrap_or_default();
+        if !policy.require_tee {
+            continue;
+        }
+        if let Err(e) = attest::tee_policy(&policy, &ctx.params).check(&verified) {
+            return Ok(Err(TxError::AttestationInvalid {
+                reason: format!("model {}: {e}", s.model_id),
+            }));
+        }
+    }
+    let record = attest::record(
+        &verified,
+        &a.evidence,
+        ctx.height,
+        ctx.params.attestation_ttl_blocks,
+    );
+    out.events.push(
+        Event::new("attestation_verified")
+            .attr("operator", tx.sender)
+            .attr("kind", &record.kind)
+            .attr("measurement", hex::encode(&record.measurement))
+            .attr("tcb_status", &record.tcb_status)
+            .attr("simulated", record.simulated)
+            .attr("expiry_height", record.expiry_height),
+    );
+    worker.attestation = Some(record);
+    state.put(state_key::worker(&tx.sender), &worker);
     Ok(Ok(()))
 }

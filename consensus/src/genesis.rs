@@ -42,6 +42,9 @@ pub fn apply(
         max_shards: p.max_shards,
         max_served_shards: p.max_served_shards,
         max_verifying_key_bytes: p.max_verifying_key_bytes,
+        allow_simulated_tee: p.allow_simulated_tee,
+        max_evidence_bytes: p.max_evidence_bytes,
+        attestation_ttl_blocks: p.attestation_ttl_blocks,
     };
     if params.max_tx_bytes < 256 || params.max_input_bytes >= params.max_tx_bytes {
         return Err(Error::Genesis(format!(
@@ -109,13 +112,10 @@ pub fn apply(
             family: m.family.clone(),
             total_layers: m.total_layers,
             shards,
-            policy: Some(pb::VerificationPolicy {
-                k: m.policy.k,
-                quorum: m.policy.quorum,
-                tolerance_ppm: m.policy.tolerance_ppm,
-                require_proof: m.policy.require_proof,
-                require_tee: m.policy.require_tee,
-            }),
+            policy: Some(
+                policy_from_config(&m.policy)
+                    .map_err(|e| Error::Genesis(format!("model {}: {e}", m.model_id)))?,
+            ),
             verifying_key: hex_field(&m.verifying_key, "verifying_key")?,
             commitment: hex_field(&m.commitment, "commitment")?,
             price: m.price,
@@ -154,6 +154,30 @@ pub fn apply(
     }
     state.put_u64(state_key::VALIDATOR_COUNT, keys.len() as u64);
     Ok(())
+}
+
+/// The wire form of a model policy from its configuration (genesis, model specs).
+pub fn policy_from_config(
+    p: &vichain_config::PolicyConfig,
+) -> std::result::Result<pb::VerificationPolicy, String> {
+    let tee_measurements = p
+        .tee_measurements
+        .iter()
+        .map(|m| {
+            hex::decode(m.trim_start_matches("0x"))
+                .map_err(|e| format!("tee measurement {m:?}: {e}"))
+        })
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    Ok(pb::VerificationPolicy {
+        k: p.k,
+        quorum: p.quorum,
+        tolerance_ppm: p.tolerance_ppm,
+        require_proof: p.require_proof,
+        require_tee: p.require_tee,
+        tee_kinds: p.tee_kinds.clone(),
+        tee_measurements,
+        min_tcb_status: p.min_tcb_status.clone(),
+    })
 }
 
 /// Identifies a genesis, so a repeated InitChain can be recognised as the same one.

@@ -21,10 +21,12 @@
 
 pub mod abci;
 mod app;
+mod attest;
 mod crypto;
 mod error;
 mod exec;
 mod genesis;
+mod proofs;
 pub mod query;
 mod state;
 pub mod state_key;
@@ -32,9 +34,17 @@ mod store;
 mod tx;
 
 pub use app::{APP_VERSION, App, MAX_VOTE_EXTENSION_BYTES, TxResult, time_ns};
+pub use attest::{
+    MAX_MEASUREMENT_BYTES, MAX_POLICY_KINDS, MAX_POLICY_MEASUREMENTS, attestation_is_current,
+};
 pub use crypto::{ADDRESS_HRP, Address, dev_signing_key, parse_public_key};
 pub use error::{CODESPACE, Error, Result, TxError};
 pub use exec::{BlockCtx, Event, MAX_VALIDATOR_POWER, REPUTATION_ONE, TxOutcome};
+pub use genesis::policy_from_config;
+pub use proofs::{
+    KeyCache, MAX_PROOF_BYTES, MAX_PROOF_LOGITS, MAX_PROVABLE_INPUT, ProofCtx, Verdicts,
+    batch_randomness,
+};
 pub use query::{QueryResult, QueryTarget, verify_membership, verify_non_membership};
 pub use state::{Overlay, StateRead, StateReadExt};
 pub use store::{ChangeSet, Committed, PendingCommit, Storage};

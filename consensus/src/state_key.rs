@@ -20,6 +20,10 @@ pub const VALIDATORS: &str = "validators/";
 pub const MODELS: &str = "models/";
 pub const WORKERS: &str = "workers/";
 pub const JOBS: &str = "jobs/";
+pub const RECENT_BLOCKS: &str = "chain/recent_blocks/";
+
+/// How many recent block hashes the state keeps (nonces of TEE evidence).
+pub const RECENT_BLOCK_HASHES: u64 = 100;
 
 pub fn account(address: &Address) -> String {
     format!("{ACCOUNTS}{}", address.to_hex())
@@ -39,4 +43,8 @@ pub fn worker(operator: &Address) -> String {
 
 pub fn job(id: u64) -> String {
     format!("{JOBS}{id:020}")
+}
+
+pub fn recent_block_hash(height: u64) -> String {
+    format!("{RECENT_BLOCKS}{height:020}")
 }

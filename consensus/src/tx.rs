@@ -130,6 +130,8 @@ pub fn action_kind(action: &pb::tx_body::Action) -> &'static str {
         A::RegisterModel(_) => "register_model",
         A::RegisterWorker(_) => "register_worker",
         A::SubmitJob(_) => "submit_job",
+        A::SubmitProof(_) => "submit_proof",
+        A::SubmitAttestation(_) => "submit_attestation",
     }
 }
 

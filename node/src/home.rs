@@ -168,7 +168,11 @@ pub fn init(home: &Home, opts: &InitOptions) -> Result<InitSummary> {
                 balance: GENESIS_BALANCE,
             }],
             models: Vec::new(),
-            params: ParamsConfig::default(),
+            params: ParamsConfig {
+                // The dev attester stands in for TEEs on dev chains only.
+                allow_simulated_tee: opts.dev,
+                ..ParamsConfig::default()
+            },
         },
     };
     genesis.validate()?;

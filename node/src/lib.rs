@@ -9,6 +9,8 @@
 //! - [`comet`]: forwarding transactions to CometBFT's RPC in `vichaind start`.
 //! - [`keys`]: the client keyring.
 //! - [`tasks`]: named, supervised tasks with a shutdown signal.
+//! - [`tee_tool`]: `vichaind tee verify|simulate`.
+//! - [`zk_tool`]: `vichaind zk setup|prove|verify` and `vichaind model commit`.
 
 pub mod comet;
 pub mod dev;
@@ -16,6 +18,8 @@ pub mod grpc;
 pub mod home;
 pub mod keys;
 pub mod tasks;
+pub mod tee_tool;
+pub mod zk_tool;
 
 /// The version string of both binaries.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

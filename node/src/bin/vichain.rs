@@ -109,6 +109,45 @@ enum TxCmd {
         #[command(flatten)]
         opts: TxOpts,
     },
+    /// Register a model (authority only) from a JSON spec: a genesis model entry,
+    /// with the verifying key as hex or as "verifying_key_file" (+ "verifying_key_sha256").
+    RegisterModel {
+        #[arg(long)]
+        spec: PathBuf,
+        #[command(flatten)]
+        opts: TxOpts,
+    },
+    /// Register the sender as a worker serving model shards, bonding a stake.
+    RegisterWorker {
+        /// libp2p peer id (base58).
+        #[arg(long)]
+        peer_id: String,
+        #[arg(long)]
+        stake: u64,
+        /// Shards served, as MODEL:INDEX (repeat or separate with commas).
+        #[arg(long, value_delimiter = ',', required = true)]
+        serves: Vec<String>,
+        #[command(flatten)]
+        opts: TxOpts,
+    },
+    /// Submit TEE evidence (VTEE bytes) for the sender's worker, bound to the hash of
+    /// block --nonce-height (one of the last 100).
+    SubmitAttestation {
+        #[arg(long)]
+        evidence: PathBuf,
+        #[arg(long)]
+        nonce_height: u64,
+        #[command(flatten)]
+        opts: TxOpts,
+    },
+    /// Submit a zero-knowledge proof of a job's inference (a bundle from `vichaind zk prove`);
+    /// the sender must be a registered worker serving the job's model.
+    SubmitProof {
+        #[arg(long)]
+        proof: PathBuf,
+        #[command(flatten)]
+        opts: TxOpts,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -207,7 +246,7 @@ async fn run(cli: Cli) -> Result<()> {
                 r.models
                     .iter()
                     .map(|m| {
-                        let p = m.policy.unwrap_or_default();
+                        let p = m.policy.clone().unwrap_or_default();
                         format!(
                             "{}  family={} layers={} shards={} k={} quorum={} price={}",
                             m.model_id,
@@ -240,9 +279,24 @@ async fn run(cli: Cli) -> Result<()> {
                     workers
                         .iter()
                         .map(|w| {
+                            let tee = match &w["attestation"] {
+                                Value::Null => "none".to_owned(),
+                                a => format!(
+                                    "{}{} measurement={} tcb={} expires_at_height={}",
+                                    a["kind"].as_str().unwrap_or(""),
+                                    if a["simulated"] == true {
+                                        " (SIMULATED)"
+                                    } else {
+                                        ""
+                                    },
+                                    a["measurement"].as_str().unwrap_or(""),
+                                    a["tcb_status"].as_str().unwrap_or(""),
+                                    a["expiry_height"]
+                                ),
+                            };
                             format!(
-                                "{}  peer={} stake={} reputation={}",
-                                w["operator"], w["peer_id"], w["stake"], w["reputation"]
+                                "{}  peer={} stake={} reputation={} tee={}",
+                                w["operator"], w["peer_id"], w["stake"], w["reputation"], tee
                             )
                         })
                         .collect::<Vec<_>>()
@@ -318,6 +372,55 @@ async fn tx(cli: &Cli, cmd: &TxCmd) -> Result<()> {
                 max_fee: *max_fee,
                 privacy: pb::PrivacyMode::Public as i32,
             }),
+        ),
+        TxCmd::RegisterModel { spec, opts } => (
+            opts,
+            Action::RegisterModel(vichain_node::zk_tool::register_model_spec(spec)?),
+        ),
+        TxCmd::RegisterWorker {
+            peer_id,
+            stake,
+            serves,
+            opts,
+        } => {
+            let serves = serves
+                .iter()
+                .map(|s| {
+                    let (model, index) = s
+                        .rsplit_once(':')
+                        .with_context(|| format!("--serves {s:?}: expected MODEL:INDEX"))?;
+                    Ok(pb::ServedShard {
+                        model_id: model.to_owned(),
+                        shard_index: index
+                            .parse()
+                            .with_context(|| format!("--serves {s:?}: bad shard index"))?,
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            (
+                opts,
+                Action::RegisterWorker(pb::RegisterWorker {
+                    peer_id: peer_id.clone(),
+                    stake: *stake,
+                    serves,
+                }),
+            )
+        }
+        TxCmd::SubmitAttestation {
+            evidence,
+            nonce_height,
+            opts,
+        } => (
+            opts,
+            Action::SubmitAttestation(pb::SubmitAttestation {
+                evidence: std::fs::read(evidence)
+                    .with_context(|| format!("reading {}", evidence.display()))?,
+                nonce_height: *nonce_height,
+            }),
+        ),
+        TxCmd::SubmitProof { proof, opts } => (
+            opts,
+            Action::SubmitProof(vichain_node::zk_tool::ProofBundle::load(proof)?.to_tx()?),
         ),
     };
     let key = keyring(cli).get(&opts.from)?;
@@ -484,7 +587,7 @@ async fn query_cmd(cli: &Cli, cmd: &QueryCmd) -> Result<()> {
 }
 
 fn model_json(m: &pb::Model) -> Value {
-    let p = m.policy.unwrap_or_default();
+    let p = m.policy.clone().unwrap_or_default();
     json!({
         "model_id": m.model_id, "name": m.name, "family": m.family, "total_layers": m.total_layers,
         "shards": m.shards.iter().map(|s| json!({"start_layer": s.start_layer, "end_layer": s.end_layer, "sha256": hex::encode(&s.sha256)})).collect::<Vec<_>>(),
@@ -500,6 +603,11 @@ fn worker_json(w: &pb::Worker) -> Value {
         "peer_id": w.peer_id, "stake": w.stake, "reputation": w.reputation as f64 / 1e6,
         "serves": w.serves.iter().map(|s| json!({"model_id": s.model_id, "shard_index": s.shard_index})).collect::<Vec<_>>(),
         "registered_height": w.registered_height,
+        "attestation": w.attestation.as_ref().map(|a| json!({
+            "kind": a.kind, "simulated": a.simulated, "measurement": hex::encode(&a.measurement),
+            "tcb_status": a.tcb_status, "debug": a.debug, "valid_until": a.valid_until,
+            "attested_height": a.attested_height, "expiry_height": a.expiry_height,
+        })),
     })
 }
 
@@ -512,5 +620,19 @@ fn job_json(j: &pb::Job) -> Value {
         "client": Address::from_bytes(&j.client).map(|a| a.to_string()).unwrap_or_default(),
         "input_hash": hex::encode(&j.input_hash), "input_bytes": j.input.len(), "k": j.k, "escrow": j.escrow,
         "status": status, "submitted_height": j.submitted_height, "tx_hash": hex::encode_upper(&j.tx_hash),
+        "zk_proof_verified": j.proof_verified, "output": output_json(j.output.as_ref()),
+        "input_commitment": hex::encode(&j.input_commitment),
+        "prover": Address::from_bytes(&j.prover).map(|a| a.to_string()).unwrap_or_default(),
+        "proof_height": j.proof_height,
     })
+}
+
+fn output_json(o: Option<&pb::InferenceOutput>) -> Value {
+    use pb::inference_output::Value as V;
+    match o.and_then(|o| o.value.as_ref()) {
+        Some(V::Argmax(i)) => json!({"argmax": i}),
+        Some(V::Logits(l)) => json!({"logits": l.values}),
+        Some(V::Commitment(c)) => json!({"commitment": hex::encode(c)}),
+        None => Value::Null,
+    }
 }

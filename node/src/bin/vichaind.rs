@@ -17,6 +17,7 @@ use vichain_node::{
     grpc::{self, NodeServer, TxSink},
     home::{self, Home, InitOptions},
     tasks::TaskManager,
+    tee_tool, zk_tool,
 };
 
 #[derive(Debug, Parser)]
@@ -67,6 +68,151 @@ enum Command {
         #[arg(long, default_value = "vichain-localnet")]
         chain_id: String,
     },
+    /// Groth16 keys and proofs for quantized MLP models (BN254).
+    #[command(subcommand)]
+    Zk(ZkCmd),
+    /// Model files.
+    #[command(subcommand)]
+    Model(ModelCmd),
+    /// TEE attestation evidence.
+    #[command(subcommand)]
+    Tee(TeeCmd),
+}
+
+#[derive(Debug, Subcommand)]
+enum TeeCmd {
+    /// Verify evidence (signatures, certificate chains to AMD's and Intel's roots,
+    /// collateral and TCB) at a given time, and print what it attests.
+    Verify {
+        /// VTEE evidence (binary or hex), a raw DCAP quote (with --collateral) or a
+        /// raw SEV-SNP report (with --vcek).
+        #[arg(long)]
+        evidence: PathBuf,
+        /// Intel PCS collateral JSON for a DCAP quote.
+        #[arg(long)]
+        collateral: Option<PathBuf>,
+        /// VCEK certificate (DER) for an SEV-SNP report.
+        #[arg(long)]
+        vcek: Option<PathBuf>,
+        /// AMD KDS cert chain (PEM: ASK then ARK) for an SEV-SNP report.
+        #[arg(long)]
+        cert_chain: Option<PathBuf>,
+        /// Verification time: unix seconds or RFC 3339 (default: now).
+        #[arg(long)]
+        at: Option<String>,
+        /// Accept the dev attester's evidence (labelled simulated).
+        #[arg(long)]
+        allow_simulated: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make dev-attester evidence for a worker (accepted only on chains with
+    /// allow_simulated_tee, e.g. `vichaind dev`).
+    Simulate {
+        /// 32-byte hex secret of the dev attester.
+        #[arg(long)]
+        secret: String,
+        /// Hex launch measurement to claim.
+        #[arg(long)]
+        measurement: String,
+        /// Hex ed25519 public key of the worker's operator.
+        #[arg(long)]
+        operator_key: String,
+        #[arg(long)]
+        chain_id: String,
+        /// Hex hash of the block the evidence binds (the SubmitAttestation nonce height).
+        #[arg(long)]
+        nonce: String,
+        /// Validity from now, e.g. 24h.
+        #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
+        valid_for: Duration,
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ZkCmd {
+    /// Circuit-specific trusted setup for a model: writes proving.key, verifying.key
+    /// (with .sha256 files) and keys.json under --out. Whoever runs it can forge
+    /// proofs for this circuit: in a permissioned network the model owner or the
+    /// authority runs it with OS entropy and publishes only the keys.
+    Setup {
+        /// A VQMLP model file (e.g. inference/data/digits-mlp.vqmlp).
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        /// public: weights are circuit constants; private: weights are witnesses
+        /// opened against the model commitment.
+        #[arg(long, default_value = "public")]
+        mode: String,
+        /// What the proof reveals: argmax, logits or commitment.
+        #[arg(long, default_value = "argmax")]
+        output: String,
+        /// 32-byte hex seed for a reproducible setup (tests only: it lets anyone forge proofs).
+        #[arg(long)]
+        seed: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run the model on an input and prove it for a job; writes a proof bundle (JSON).
+    Prove {
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long)]
+        pk: PathBuf,
+        /// Expected sha256 of the proving key (default: the .sha256 file beside it).
+        #[arg(long)]
+        pk_hash: Option<String>,
+        /// int8 values separated by commas or spaces, or @FILE (each byte an int8).
+        #[arg(long)]
+        input: String,
+        #[arg(long)]
+        job_id: u64,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value = "public")]
+        mode: String,
+        #[arg(long, default_value = "argmax")]
+        output: String,
+        /// Salt of the input commitment, 32-byte hex (random by default).
+        #[arg(long)]
+        salt: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Verify a proof bundle against a verifying key pinned by its sha256.
+    Verify {
+        #[arg(long)]
+        vk: PathBuf,
+        /// Expected sha256 of the verifying key (default: the .sha256 file beside it).
+        #[arg(long)]
+        vk_hash: Option<String>,
+        /// A proof bundle written by `zk prove`.
+        #[arg(long)]
+        proof: PathBuf,
+        /// Check the bundle is for this job (the public input is derived from it).
+        #[arg(long)]
+        job_id: Option<u64>,
+        /// Check the bundle claims this model commitment (hex).
+        #[arg(long)]
+        model_commitment: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ModelCmd {
+    /// Recompute a model file's sha256 and Poseidon commitment (the two values the
+    /// model registry records).
+    Commit {
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -80,9 +226,18 @@ fn main() -> std::process::ExitCode {
 }
 
 fn run() -> Result<()> {
+    // arkworks opens a tracing span per constraint namespace: with those enabled,
+    // Groth16 setup and proving run some 50 times slower. They stay off unless
+    // RUST_LOG names them (target `gr1cs`).
+    let mut filter = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into());
+    if !filter.contains("ark_") && !filter.contains("gr1cs") {
+        filter.push_str(
+            ",gr1cs=off,ark_relations=off,ark_r1cs_std=off,ark_groth16=off,ark_crypto_primitives=off",
+        );
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
+            tracing_subscriber::EnvFilter::try_new(&filter)
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_target(false)
@@ -134,6 +289,23 @@ fn run() -> Result<()> {
             Ok(())
         }
         Command::Start { home } => runtime()?.block_on(start(Home::new(home))),
+        Command::Zk(cmd) => zk(cmd),
+        Command::Tee(cmd) => tee(cmd),
+        Command::Model(ModelCmd::Commit { model, json }) => {
+            let (_, info) = zk_tool::load_model(&model)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&info)?);
+            } else {
+                println!("model       {}", info.path.display());
+                println!("sha256      {}", info.sha256);
+                println!("commitment  {}", info.commitment);
+                println!(
+                    "shape       {} layers, {} -> {}, {} weights",
+                    info.layers, info.input_dim, info.output_dim, info.weights
+                );
+            }
+            Ok(())
+        }
         Command::Dev {
             home,
             block_time,
@@ -243,4 +415,215 @@ async fn dev(
         "vichaind dev is running (try: vichain status; vichain tx transfer --to ADDR --amount 5)"
     );
     tasks.run().await
+}
+
+fn zk(cmd: ZkCmd) -> Result<()> {
+    match cmd {
+        ZkCmd::Setup {
+            model,
+            out,
+            mode,
+            output,
+            seed,
+            json,
+        } => {
+            let seed = seed
+                .map(|s| zk_tool::parse_hex32(&s, "--seed"))
+                .transpose()?;
+            if seed.is_some() {
+                eprintln!(
+                    "warning: a seeded setup is for tests only; anyone who knows the seed can forge proofs"
+                );
+            }
+            let s = zk_tool::setup(
+                &model,
+                &out,
+                zk_tool::parse_weight_mode(&mode)?,
+                zk_tool::parse_output_mode(&output)?,
+                seed,
+                !json,
+            )?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&s)?);
+            } else {
+                println!(
+                    "mode                 {} weights, {} output",
+                    s.mode, s.output
+                );
+                println!("model sha256         {}", s.model_sha256);
+                println!("model commitment     {}", s.model_commitment);
+                println!(
+                    "proving key          {} ({} bytes)",
+                    s.proving_key.display(),
+                    s.proving_key_bytes
+                );
+                println!("proving key sha256   {}", s.proving_key_sha256);
+                println!(
+                    "verifying key        {} ({} bytes)",
+                    s.verifying_key.display(),
+                    s.verifying_key_bytes
+                );
+                println!("verifying key sha256 {}", s.verifying_key_sha256);
+                println!("setup took {:.2}s", s.setup_seconds);
+            }
+            Ok(())
+        }
+        ZkCmd::Prove {
+            model,
+            pk,
+            pk_hash,
+            input,
+            job_id,
+            out,
+            mode,
+            output,
+            salt,
+            json,
+        } => {
+            let input_salt = match salt {
+                Some(s) => vichain_zk::Salt(zk_tool::parse_hex32(&s, "--salt")?),
+                None => vichain_zk::Salt::random(),
+            };
+            let opts = zk_tool::ProveOptions {
+                mode: zk_tool::parse_weight_mode(&mode)?,
+                output: zk_tool::parse_output_mode(&output)?,
+                input: zk_tool::parse_input(&input)?,
+                job_id,
+                input_salt,
+                output_salt: vichain_zk::Salt::random(),
+            };
+            let start = std::time::Instant::now();
+            let bundle = zk_tool::prove(&model, &pk, pk_hash.as_deref(), &opts)?;
+            let text = serde_json::to_string_pretty(&bundle)?;
+            std::fs::write(&out, &text).with_context(|| format!("writing {}", out.display()))?;
+            if json {
+                println!("{text}");
+            } else {
+                println!(
+                    "proved job {} in {:.2}s: output {:?}; bundle written to {}",
+                    bundle.job_id,
+                    start.elapsed().as_secs_f64(),
+                    bundle.output,
+                    out.display()
+                );
+            }
+            Ok(())
+        }
+        ZkCmd::Verify {
+            vk,
+            vk_hash,
+            proof,
+            job_id,
+            model_commitment,
+            json,
+        } => {
+            let bundle = zk_tool::ProofBundle::load(&proof)?;
+            if let Some(id) = job_id {
+                anyhow::ensure!(
+                    bundle.job_id == id,
+                    "the bundle is for job {}, not job {id}",
+                    bundle.job_id
+                );
+            }
+            if let Some(c) = model_commitment {
+                anyhow::ensure!(
+                    zk_tool::parse_hex32(&c, "--model-commitment")?
+                        == zk_tool::parse_hex32(&bundle.model_commitment, "model_commitment")?,
+                    "the bundle claims model commitment {}, not {c}",
+                    bundle.model_commitment
+                );
+            }
+            zk_tool::verify(&vk, vk_hash.as_deref(), &bundle)?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"valid": true, "job_id": bundle.job_id, "output": bundle.output})
+                );
+            } else {
+                println!(
+                    "valid: proof for job {} with output {:?}",
+                    bundle.job_id, bundle.output
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+fn tee(cmd: TeeCmd) -> Result<()> {
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0)
+    };
+    match cmd {
+        TeeCmd::Verify {
+            evidence,
+            collateral,
+            vcek,
+            cert_chain,
+            at,
+            allow_simulated,
+            json,
+        } => {
+            let at = at
+                .map(|s| tee_tool::parse_time(&s))
+                .transpose()?
+                .unwrap_or_else(now);
+            let evidence = tee_tool::load_evidence(
+                &evidence,
+                collateral.as_deref(),
+                vcek.as_deref(),
+                cert_chain.as_deref(),
+            )?;
+            let kind = evidence.kind();
+            let v = tee_tool::verify(&evidence, at, allow_simulated)
+                .with_context(|| format!("{kind} evidence does not verify at {at}"))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                let label = if v.simulated {
+                    " (SIMULATED: no hardware)"
+                } else {
+                    ""
+                };
+                println!("kind         {}{label}", v.kind);
+                println!("measurement  {}", v.measurement_hex());
+                println!("tcb status   {}", v.tcb_status);
+                if !v.advisory_ids.is_empty() {
+                    println!("advisories   {}", v.advisory_ids.join(", "));
+                }
+                println!("report data  {}", hex::encode(v.report_data));
+                println!("valid until  {} (unix s)", v.valid_until);
+                println!("debug        {}", v.debug);
+            }
+            Ok(())
+        }
+        TeeCmd::Simulate {
+            secret,
+            measurement,
+            operator_key,
+            chain_id,
+            nonce,
+            valid_for,
+            out,
+        } => {
+            let bytes = tee_tool::simulate(
+                zk_tool::parse_hex32(&secret, "--secret")?,
+                &hex::decode(&measurement).context("--measurement")?,
+                &hex::decode(&operator_key).context("--operator-key")?,
+                &chain_id,
+                &zk_tool::parse_hex32(&nonce, "--nonce")?,
+                now() + valid_for.as_secs(),
+            );
+            std::fs::write(&out, &bytes).with_context(|| format!("writing {}", out.display()))?;
+            println!(
+                "simulated evidence ({} bytes) written to {}",
+                bytes.len(),
+                out.display()
+            );
+            Ok(())
+        }
+    }
 }

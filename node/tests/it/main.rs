@@ -320,3 +320,281 @@ fn start_serves_cometbft_over_abci_and_clients_over_grpc() {
     );
     assert!(node.terminate().success());
 }
+
+fn vichaind(args: &[&str]) -> Output {
+    Command::new(VICHAIND)
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap()
+}
+
+/// `vichaind zk setup|prove|verify` and `model commit` on the digits model, then the
+/// proof on a dev chain: the model registered from a spec file, a worker, a job,
+/// `vichain tx submit-proof`, and the verified output on the job.
+#[test]
+fn zk_keys_and_proofs_from_the_command_line_are_verified_on_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("../inference/data/digits-mlp.vqmlp");
+    let model = model.to_str().unwrap();
+    let keys_dir = dir.path().join("keys");
+
+    let commit = json(&vichaind(&["model", "commit", "--model", model, "--json"]));
+    assert_eq!(commit["input_dim"], 64);
+    assert_eq!(commit["sha256"].as_str().unwrap().len(), 64);
+
+    let setup = json(&vichaind(&[
+        "zk",
+        "setup",
+        "--model",
+        model,
+        "--out",
+        keys_dir.to_str().unwrap(),
+        "--mode",
+        "public",
+        "--json",
+    ]));
+    assert_eq!(setup["model_commitment"], commit["commitment"]);
+    let vk_hash = setup["verifying_key_sha256"].as_str().unwrap().to_owned();
+    let pk = keys_dir.join("proving.key");
+    let vk = keys_dir.join("verifying.key");
+
+    // The job's input: 64 bytes that are also the int8 model input.
+    let text: String = (0..64).map(|i| (b'a' + (i % 26) as u8) as char).collect();
+    let input_file = dir.path().join("input.bin");
+    std::fs::write(&input_file, text.as_bytes()).unwrap();
+    let bundle = dir.path().join("proof.json");
+    let input_arg = format!("@{}", input_file.display());
+    let proved = json(&vichaind(&[
+        "zk",
+        "prove",
+        "--model",
+        model,
+        "--pk",
+        pk.to_str().unwrap(),
+        "--input",
+        &input_arg,
+        "--job-id",
+        "1",
+        "--out",
+        bundle.to_str().unwrap(),
+        "--json",
+    ]));
+    assert_eq!(proved["job_id"], 1);
+    assert_eq!(proved["verifying_key_sha256"], vk_hash.as_str());
+
+    let ok = json(&vichaind(&[
+        "zk",
+        "verify",
+        "--vk",
+        vk.to_str().unwrap(),
+        "--vk-hash",
+        &vk_hash,
+        "--proof",
+        bundle.to_str().unwrap(),
+        "--json",
+    ]));
+    assert_eq!(ok["valid"], true);
+    // A key with another hash is refused; a proof for another job does not verify.
+    let wrong = vichaind(&[
+        "zk",
+        "verify",
+        "--vk",
+        vk.to_str().unwrap(),
+        "--vk-hash",
+        &"00".repeat(32),
+        "--proof",
+        bundle.to_str().unwrap(),
+    ]);
+    assert!(!wrong.status.success());
+    assert!(String::from_utf8_lossy(&wrong.stderr).contains("hash mismatch"));
+    let mut other: Value = serde_json::from_slice(&std::fs::read(&bundle).unwrap()).unwrap();
+    other["job_id"] = 2.into();
+    let other_file = dir.path().join("other.json");
+    std::fs::write(&other_file, other.to_string()).unwrap();
+    let replay = vichaind(&[
+        "zk",
+        "verify",
+        "--vk",
+        vk.to_str().unwrap(),
+        "--proof",
+        other_file.to_str().unwrap(),
+    ]);
+    assert!(
+        !replay.status.success(),
+        "a proof for job 1 verified for job 2"
+    );
+
+    // On chain.
+    let home = dir.path().join("node");
+    let grpc = free_port();
+    let _node = dev(&home, grpc);
+    let client = home.clone();
+    wait_for_height(grpc, &client, 1);
+    let spec = dir.path().join("digits.json");
+    std::fs::write(
+        &spec,
+        serde_json::json!({
+            "model_id": "digits",
+            "family": "mlp",
+            "total_layers": 2,
+            "shards": [{"start_layer": 0, "end_layer": 2, "sha256": commit["sha256"]}],
+            "policy": {"k": 1, "quorum": 1, "require_proof": true},
+            "verifying_key_file": "keys/verifying.key",
+            "verifying_key_sha256": vk_hash,
+            "commitment": commit["commitment"],
+            "price": 1,
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let tx = |args: &[&str]| {
+        let v = json(&cli(grpc, &client, args));
+        assert_eq!(v["code"], 0, "{v}");
+        assert_eq!(v["included"], true, "{v}");
+    };
+    tx(&[
+        "tx",
+        "register-model",
+        "--spec",
+        spec.to_str().unwrap(),
+        "--json",
+    ]);
+    tx(&[
+        "tx",
+        "register-worker",
+        "--peer-id",
+        "12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN",
+        "--stake",
+        "5000",
+        "--serves",
+        "digits:0",
+        "--json",
+    ]);
+    tx(&[
+        "tx",
+        "submit-job",
+        "--model",
+        "digits",
+        "--text",
+        &text,
+        "--max-fee",
+        "10",
+        "--json",
+    ]);
+    tx(&[
+        "tx",
+        "submit-proof",
+        "--proof",
+        bundle.to_str().unwrap(),
+        "--json",
+    ]);
+    let job = json(&cli(grpc, &client, &["query", "job", "1", "--json"]));
+    assert_eq!(job["zk_proof_verified"], true, "{job}");
+    assert_eq!(job["output"]["argmax"], proved["output"]["argmax"], "{job}");
+
+    // The same proof again is refused with a code, and the CLI says why.
+    let again = cli(
+        grpc,
+        &client,
+        &[
+            "tx",
+            "submit-proof",
+            "--proof",
+            bundle.to_str().unwrap(),
+            "--json",
+        ],
+    );
+    assert!(!again.status.success());
+    let again: Value = serde_json::from_slice(&again.stdout).unwrap();
+    assert_eq!(again["code"], 15, "{again}");
+}
+
+/// `vichaind tee verify` on genuine Intel SGX and AMD SEV-SNP evidence (the tee
+/// crate's fixtures) at a time their collateral is valid, on a later time when it
+/// is not, and on dev-attester evidence from `vichaind tee simulate`.
+#[test]
+fn tee_verify_reports_kind_measurement_and_tcb_or_why_it_fails() {
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tee/tests/data");
+    let p = |f: &str| data.join(f).to_str().unwrap().to_owned();
+    let sgx = json(&vichaind(&[
+        "tee",
+        "verify",
+        "--evidence",
+        &p("sgx_quote"),
+        "--collateral",
+        &p("sgx_quote_collateral.json"),
+        "--at",
+        "1750809600",
+        "--json",
+    ]));
+    assert_eq!(sgx["kind"], "sgx");
+    assert_eq!(
+        sgx["measurement"],
+        "33d8736db756ed4997e04ba358d27833188f1932ff7b1d156904d3f560452fbb"
+    );
+    assert_eq!(sgx["tcb_status"], "ConfigurationAndSWHardeningNeeded");
+    let expired = vichaind(&[
+        "tee",
+        "verify",
+        "--evidence",
+        &p("sgx_quote"),
+        "--collateral",
+        &p("sgx_quote_collateral.json"),
+        "--at",
+        "2027-01-01T00:00:00Z",
+    ]);
+    assert!(!expired.status.success());
+    assert!(String::from_utf8_lossy(&expired.stderr).contains("does not verify"));
+
+    let snp = vichaind(&[
+        "tee",
+        "verify",
+        "--evidence",
+        &p("report_milan.hex"),
+        "--vcek",
+        &p("vcek_milan.der"),
+        "--cert-chain",
+        &p("cert_chain_milan"),
+        "--at",
+        "1735689600",
+    ]);
+    assert!(
+        snp.status.success(),
+        "{}",
+        String::from_utf8_lossy(&snp.stderr)
+    );
+    assert!(String::from_utf8_lossy(&snp.stdout).contains("sev-snp"));
+
+    let dir = tempfile::tempdir().unwrap();
+    let ev = dir.path().join("sim.vtee");
+    let made = vichaind(&[
+        "tee",
+        "simulate",
+        "--secret",
+        &"09".repeat(32),
+        "--measurement",
+        &"bb".repeat(48),
+        "--operator-key",
+        &"01".repeat(32),
+        "--chain-id",
+        "vichain-dev",
+        "--nonce",
+        &"02".repeat(32),
+        "--out",
+        ev.to_str().unwrap(),
+    ]);
+    assert!(made.status.success());
+    let sim = json(&vichaind(&[
+        "tee",
+        "verify",
+        "--evidence",
+        ev.to_str().unwrap(),
+        "--allow-simulated",
+        "--json",
+    ]));
+    assert_eq!(sim["kind"], "simulated");
+    assert_eq!(sim["simulated"], true);
+    let refused = vichaind(&["tee", "verify", "--evidence", ev.to_str().unwrap()]);
+    assert!(!refused.status.success());
+}

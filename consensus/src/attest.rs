@@ -1,0 +1,139 @@
+//! TEE attestations in the ledger: a worker's evidence is verified at block time
+//! (never the wall clock), bound to the worker's operator key, the chain id and a
+//! recent block hash, checked against the policy of every `require_tee` model the
+//! worker serves, and kept on the worker record until it expires.
+
+use std::{collections::BTreeSet, str::FromStr};
+
+use sha2::{Digest, Sha256};
+use vichain_proto::v1 as pb;
+use vichain_tee::{Evidence, Policy, TcbStatus, TeeKind, VerifiedAttestation, Verifier};
+
+use crate::TxError;
+
+/// Most TEE kinds, and most measurements, a model policy may list.
+pub const MAX_POLICY_KINDS: usize = 8;
+pub const MAX_POLICY_MEASUREMENTS: usize = 32;
+/// Longest launch measurement (SNP and TDX: 48 bytes; SGX: 32).
+pub const MAX_MEASUREMENT_BYTES: usize = 64;
+
+/// Checks on a `SubmitAttestation` that need no state: size and decoding.
+pub(crate) fn check_submit_attestation(
+    a: &pb::SubmitAttestation,
+    params: &pb::Params,
+) -> Result<Evidence, TxError> {
+    let max = params
+        .max_evidence_bytes
+        .min(vichain_tee::MAX_EVIDENCE_LEN as u64);
+    if a.evidence.len() as u64 > max {
+        return Err(TxError::OversizeEvidence {
+            size: a.evidence.len() as u64,
+            max,
+        });
+    }
+    Evidence::decode(&a.evidence).map_err(|e| TxError::AttestationInvalid {
+        reason: format!("evidence does not decode: {e}"),
+    })
+}
+
+/// Validates the TEE part of a model policy.
+pub(crate) fn check_policy(p: &pb::VerificationPolicy) -> Result<(), TxError> {
+    if p.tee_kinds.len() > MAX_POLICY_KINDS {
+        return Err(TxError::invalid(
+            "register_model.policy.tee_kinds",
+            format!("{} kinds; at most {MAX_POLICY_KINDS}", p.tee_kinds.len()),
+        ));
+    }
+    for k in &p.tee_kinds {
+        match TeeKind::from_str(k) {
+            Ok(TeeKind::Simulated) | Err(_) => {
+                return Err(TxError::invalid(
+                    "register_model.policy.tee_kinds",
+                    format!(
+                        "{k:?}: expected sev-snp, tdx or sgx (simulated evidence is a chain param)"
+                    ),
+                ));
+            }
+            Ok(_) => {}
+        }
+    }
+    if p.tee_measurements.len() > MAX_POLICY_MEASUREMENTS
+        || p.tee_measurements
+            .iter()
+            .any(|m| m.is_empty() || m.len() > MAX_MEASUREMENT_BYTES)
+    {
+        return Err(TxError::invalid(
+            "register_model.policy.tee_measurements",
+            format!(
+                "at most {MAX_POLICY_MEASUREMENTS} measurements of 1 to {MAX_MEASUREMENT_BYTES} bytes"
+            ),
+        ));
+    }
+    if !p.min_tcb_status.is_empty() && TcbStatus::from_str(&p.min_tcb_status).is_err() {
+        return Err(TxError::invalid(
+            "register_model.policy.min_tcb_status",
+            format!("{:?} is not an Intel TCB status", p.min_tcb_status),
+        ));
+    }
+    Ok(())
+}
+
+/// The vichain-tee policy of a model (kinds, measurements, minimum TCB status);
+/// simulated evidence is accepted exactly where the chain accepts it.
+pub(crate) fn tee_policy(p: &pb::VerificationPolicy, params: &pb::Params) -> Policy {
+    Policy {
+        allowed_kinds: p
+            .tee_kinds
+            .iter()
+            .filter_map(|k| TeeKind::from_str(k).ok())
+            .collect(),
+        allowed_measurements: (!p.tee_measurements.is_empty())
+            .then(|| p.tee_measurements.iter().cloned().collect::<BTreeSet<_>>()),
+        min_tcb_status: TcbStatus::from_str(&p.min_tcb_status).ok(),
+        min_snp_tcb: None,
+        allow_debug: false,
+        allow_simulated: params.allow_simulated_tee,
+    }
+}
+
+/// Verifies evidence at block time `time_ns` (unix nanoseconds).
+pub(crate) fn verify(
+    evidence: &Evidence,
+    params: &pb::Params,
+    time_ns: i64,
+) -> Result<VerifiedAttestation, TxError> {
+    let at = u64::try_from(time_ns / 1_000_000_000).unwrap_or(0);
+    Verifier::new()
+        .allow_simulated(params.allow_simulated_tee)
+        .verify(evidence, at)
+        .map_err(|e| TxError::AttestationInvalid {
+            reason: e.to_string(),
+        })
+}
+
+/// What the worker record keeps.
+pub(crate) fn record(
+    v: &VerifiedAttestation,
+    evidence: &[u8],
+    height: u64,
+    ttl_blocks: u64,
+) -> pb::Attestation {
+    pb::Attestation {
+        kind: v.kind.as_str().into(),
+        measurement: v.measurement.clone(),
+        tcb_status: v.tcb_status.as_str().into(),
+        debug: v.debug,
+        simulated: v.simulated,
+        valid_until: v.valid_until,
+        attested_height: height,
+        expiry_height: height.saturating_add(ttl_blocks),
+        evidence_hash: Sha256::digest(evidence).to_vec(),
+    }
+}
+
+/// Whether a stored attestation still counts at `height` and block time `time_ns`:
+/// what job assignment checks before giving a `require_tee` job to a worker.
+pub fn attestation_is_current(a: &pb::Attestation, height: u64, time_ns: i64) -> bool {
+    let at = u64::try_from(time_ns / 1_000_000_000).unwrap_or(0);
+    height <= a.expiry_height && at <= a.valid_until
+}

@@ -1,0 +1,100 @@
+//! The TEE commands of `vichaind` (`tee verify`, `tee simulate`) as functions.
+//!
+//! `tee verify` reads evidence in any of the forms workers hold it: the `VTEE`
+//! encoding that transactions carry (binary or hex), a raw Intel DCAP quote with
+//! its collateral JSON, or a raw AMD SEV-SNP report with its VCEK (and optionally
+//! AMD's cert chain). Verification is the ledger's: pure, at the time given.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use vichain_tee::{
+    Collateral, Evidence, SimulatedAttester, SnpCaChain, SnpEvidence, VerifiedAttestation,
+    Verifier, expected_report_data,
+};
+
+/// Reads a file, decoding it from hex when it is hex text.
+fn read_maybe_hex(path: &Path) -> Result<Vec<u8>> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let text: String = String::from_utf8_lossy(&bytes)
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect();
+    if !text.is_empty()
+        && text.len().is_multiple_of(2)
+        && text.bytes().all(|b| b.is_ascii_hexdigit())
+    {
+        return hex::decode(text).context("hex");
+    }
+    Ok(bytes)
+}
+
+/// Loads evidence: a DCAP quote when `collateral` is given, an SNP report when
+/// `vcek` is given, the `VTEE` encoding otherwise.
+pub fn load_evidence(
+    evidence: &Path,
+    collateral: Option<&Path>,
+    vcek: Option<&Path>,
+    cert_chain: Option<&Path>,
+) -> Result<Evidence> {
+    let bytes = read_maybe_hex(evidence)?;
+    if let Some(c) = collateral {
+        let json = std::fs::read(c).with_context(|| format!("reading {}", c.display()))?;
+        return Ok(Evidence::dcap(bytes, Collateral::from_json(&json)?)?);
+    }
+    if let Some(v) = vcek {
+        let ca = cert_chain
+            .map(|p| -> Result<SnpCaChain> {
+                let pem = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
+                Ok(SnpCaChain::from_pem(&pem)?)
+            })
+            .transpose()?;
+        return Ok(Evidence::SevSnp(SnpEvidence {
+            report: bytes,
+            vcek: std::fs::read(v).with_context(|| format!("reading {}", v.display()))?,
+            ca,
+        }));
+    }
+    Evidence::decode(&bytes).with_context(|| {
+        format!(
+            "{} is not VTEE evidence (for a raw DCAP quote give --collateral, for an SNP report --vcek)",
+            evidence.display()
+        )
+    })
+}
+
+/// Parses `--at`: unix seconds or an RFC 3339 time.
+pub fn parse_time(s: &str) -> Result<u64> {
+    if let Ok(secs) = s.parse::<u64>() {
+        return Ok(secs);
+    }
+    let t = humantime::parse_rfc3339_weak(s)
+        .with_context(|| format!("--at {s:?}: expected unix seconds or an RFC 3339 time"))?;
+    Ok(t.duration_since(std::time::UNIX_EPOCH)?.as_secs())
+}
+
+/// Verifies evidence at `at` (unix seconds).
+pub fn verify(evidence: &Evidence, at: u64, allow_simulated: bool) -> Result<VerifiedAttestation> {
+    Ok(Verifier::new()
+        .allow_simulated(allow_simulated)
+        .verify(evidence, at)?)
+}
+
+/// Dev-attester evidence for a worker: report data binds `operator_key`,
+/// `chain_id` and the block hash `nonce`. Always labelled as simulated.
+pub fn simulate(
+    secret: [u8; 32],
+    measurement: &[u8],
+    operator_key: &[u8],
+    chain_id: &str,
+    nonce: &[u8; 32],
+    expires_at: u64,
+) -> Vec<u8> {
+    SimulatedAttester::from_secret(secret)
+        .attest(
+            measurement,
+            expected_report_data(operator_key, chain_id, nonce),
+            expires_at,
+        )
+        .encode()
+}
