@@ -10,41 +10,10 @@ use bytes::Bytes;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use ed25519_dalek::SigningKey;
 use tendermint_proto::{google::protobuf::Timestamp, v0_38::abci};
-use vichain_consensus::{App, Storage, sign_tx};
-use vichain_proto::v1::{self as pb, tx_body::Action};
-use vichain_tests_support::{CHAIN_ID, init_chain_request};
+use vichain_consensus::{App, Storage};
+use vichain_tests_support::{funded_keys, init_chain_request, transfers};
 
 const SENDERS: usize = 1000;
-
-fn keys() -> Vec<SigningKey> {
-    (0..SENDERS)
-        .map(|i| {
-            let mut seed = [0u8; 32];
-            seed[..8].copy_from_slice(&(i as u64 + 1).to_be_bytes());
-            SigningKey::from_bytes(&seed)
-        })
-        .collect()
-}
-
-/// `n` transfers: sender i sends its nonces 0, 1, ... in order.
-fn transfers(keys: &[SigningKey], n: usize) -> Vec<Bytes> {
-    (0..n)
-        .map(|j| {
-            let k = &keys[j % keys.len()];
-            let nonce = (j / keys.len()) as u64;
-            Bytes::from(sign_tx(
-                k,
-                CHAIN_ID,
-                nonce,
-                1,
-                Action::Transfer(pb::Transfer {
-                    to: vec![7; 20],
-                    amount: 1,
-                }),
-            ))
-        })
-        .collect()
-}
 
 fn fresh(keys: &[SigningKey]) -> (tempfile::TempDir, App) {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -69,7 +38,7 @@ fn block(txs: &[Bytes]) -> abci::RequestFinalizeBlock {
 }
 
 fn ledger(c: &mut Criterion) {
-    let keys = keys();
+    let keys = funded_keys(SENDERS);
     let mut g = c.benchmark_group("ledger");
     g.sample_size(10).measurement_time(Duration::from_secs(20));
     for n in [1_000usize, 10_000] {

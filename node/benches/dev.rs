@@ -10,42 +10,17 @@ use std::{
 };
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use ed25519_dalek::SigningKey;
 use vichain_config::{DevConfig, MempoolConfig};
-use vichain_consensus::{App, Storage, sign_tx};
+use vichain_consensus::{App, Storage};
 use vichain_node::dev::DevChain;
-use vichain_proto::v1::{self as pb, tx_body::Action};
-use vichain_tests::{CHAIN_ID, init_chain_request};
-
-fn keys(n: usize) -> Vec<SigningKey> {
-    (0..n)
-        .map(|i| {
-            let mut seed = [0u8; 32];
-            seed[..8].copy_from_slice(&(i as u64 + 1).to_be_bytes());
-            SigningKey::from_bytes(&seed)
-        })
-        .collect()
-}
+use vichain_tests::{funded_keys, init_chain_request, transfers};
 
 fn dev(c: &mut Criterion) {
-    let keys = keys(1000);
+    let keys = funded_keys(1000);
     let mut g = c.benchmark_group("dev");
     g.sample_size(10).measurement_time(Duration::from_secs(20));
     for n in [1_000usize, 10_000] {
-        let txs: Vec<Vec<u8>> = (0..n)
-            .map(|j| {
-                sign_tx(
-                    &keys[j % keys.len()],
-                    CHAIN_ID,
-                    (j / keys.len()) as u64,
-                    1,
-                    Action::Transfer(pb::Transfer {
-                        to: vec![7; 20],
-                        amount: 1,
-                    }),
-                )
-            })
-            .collect();
+        let txs = transfers(&keys, n);
         g.throughput(Throughput::Elements(n as u64));
         g.bench_function(format!("submit_and_produce_block/transfers/txs={n}"), |b| {
             b.iter_custom(|iters| {
@@ -64,7 +39,7 @@ fn dev(c: &mut Criterion) {
                     );
                     let t = Instant::now();
                     for tx in &txs {
-                        assert_eq!(chain.submit(tx.clone()).expect("submit").code, 0);
+                        assert_eq!(chain.submit(tx.to_vec()).expect("submit").code, 0);
                     }
                     let block = chain.produce_block().expect("block");
                     total += t.elapsed();

@@ -7,25 +7,12 @@
 
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use ed25519_dalek::SigningKey;
-use vichain_consensus::sign_tx;
-use vichain_proto::v1::{self as pb, tx_body::Action};
-use vichain_tests::{CHAIN_ID, Harness, init_chain_request};
-
-fn keys(n: usize) -> Vec<SigningKey> {
-    (0..n)
-        .map(|i| {
-            let mut seed = [0u8; 32];
-            seed[..8].copy_from_slice(&(i as u64 + 1).to_be_bytes());
-            SigningKey::from_bytes(&seed)
-        })
-        .collect()
-}
+use vichain_tests::{Harness, funded_keys, init_chain_request, transfers};
 
 fn harness(c: &mut Criterion) {
-    let keys = keys(1000);
+    let keys = funded_keys(1000);
     let validators: Vec<SigningKey> = keys[..4].to_vec();
     let mut g = c.benchmark_group("harness");
     g.sample_size(10).measurement_time(Duration::from_secs(20));
@@ -37,20 +24,7 @@ fn harness(c: &mut Criterion) {
                 for _ in 0..iters {
                     let mut h =
                         Harness::new(4, &init_chain_request(&keys, &validators)).expect("harness");
-                    let txs: Vec<Bytes> = (0..n)
-                        .map(|j| {
-                            Bytes::from(sign_tx(
-                                &keys[j % keys.len()],
-                                CHAIN_ID,
-                                (j / keys.len()) as u64,
-                                1,
-                                Action::Transfer(pb::Transfer {
-                                    to: vec![7; 20],
-                                    amount: 1,
-                                }),
-                            ))
-                        })
-                        .collect();
+                    let txs = transfers(&keys, n);
                     let t = Instant::now();
                     let r = h.step(txs).expect("block");
                     total += t.elapsed();

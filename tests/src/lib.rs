@@ -21,6 +21,36 @@ use vichain_proto::v1::{self as pb, tx_body::Action};
 pub const CHAIN_ID: &str = "vichain-test";
 pub const BALANCE: u64 = 1_000_000_000;
 
+/// `n` distinct deterministic keys (seeded by their index), for benches with many senders.
+pub fn funded_keys(n: usize) -> Vec<SigningKey> {
+    (0..n)
+        .map(|i| {
+            let mut seed = [0u8; 32];
+            seed[..8].copy_from_slice(&(i as u64 + 1).to_be_bytes());
+            SigningKey::from_bytes(&seed)
+        })
+        .collect()
+}
+
+/// `n` signed transfers of 1 token: sender `j % keys.len()` sends its nonces 0, 1, ...
+/// in order, so every transaction is valid in one block.
+pub fn transfers(keys: &[SigningKey], n: usize) -> Vec<Bytes> {
+    (0..n)
+        .map(|j| {
+            Bytes::from(sign_tx(
+                &keys[j % keys.len()],
+                CHAIN_ID,
+                (j / keys.len()) as u64,
+                1,
+                Action::Transfer(pb::Transfer {
+                    to: vec![7; 20],
+                    amount: 1,
+                }),
+            ))
+        })
+        .collect()
+}
+
 /// A deterministic key from a small index.
 pub fn key(i: u8) -> SigningKey {
     SigningKey::from_bytes(&[i.wrapping_add(1); 32])
