@@ -213,6 +213,105 @@ enum ModelCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Cut a model into layer-range shard files plus manifest.json (each shard with
+    /// the sha256 of its bytes): a Hugging Face BERT directory, a Llama GGUF file, or
+    /// a VQMLP file.
+    Split {
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        /// The id the model is (or will be) registered under.
+        #[arg(long)]
+        id: String,
+        /// Contiguous layer ranges covering the model, e.g. 0..2,2..4,4..6.
+        #[arg(long, value_delimiter = ',', required = true)]
+        layers: Vec<String>,
+        /// Put embeddings and head in a separate shard the client keeps (split
+        /// learning); otherwise the first shard carries the embeddings, the last the head.
+        #[arg(long)]
+        client_keeps_ends: bool,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn parse_layer_range(s: &str) -> Result<vichain_inference::LayerRange> {
+    let (a, b) = s
+        .split_once("..")
+        .with_context(|| format!("layer range {s:?} is not START..END"))?;
+    let start = a
+        .trim()
+        .parse()
+        .with_context(|| format!("layer range {s:?}: bad start"))?;
+    let end = b
+        .trim()
+        .parse()
+        .with_context(|| format!("layer range {s:?}: bad end"))?;
+    Ok(vichain_inference::LayerRange::new(start, end))
+}
+
+fn model_split(
+    model: &std::path::Path,
+    out: &std::path::Path,
+    id: &str,
+    layers: &[String],
+    client_keeps_ends: bool,
+    json: bool,
+) -> Result<()> {
+    use vichain_inference::{ShardLayout, split_bert, split_gguf, split_mlp};
+    let ranges = layers
+        .iter()
+        .map(|l| parse_layer_range(l))
+        .collect::<Result<Vec<_>>>()?;
+    let layout = if client_keeps_ends {
+        ShardLayout::ClientKeepsEnds
+    } else {
+        ShardLayout::Pipeline
+    };
+    let ext = model
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or_default();
+    let manifest = if model.is_dir() {
+        split_bert(model, out, id, &ranges, layout)?
+    } else if ext == "gguf" {
+        split_gguf(model, out, id, &ranges, layout)?
+    } else if ext == "vqmlp" {
+        if client_keeps_ends {
+            anyhow::bail!(
+                "an MLP has no embedding or head to keep apart: drop --client-keeps-ends"
+            );
+        }
+        let (mlp, _) = zk_tool::load_model(model)?;
+        split_mlp(&mlp, out, id, &ranges)?
+    } else {
+        anyhow::bail!(
+            "{}: expected a Hugging Face model directory, a .gguf file or a .vqmlp file",
+            model.display()
+        );
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&manifest)?);
+    } else {
+        println!(
+            "wrote {} shards and {}/manifest.json",
+            manifest.shards.len(),
+            out.display()
+        );
+        for s in &manifest.shards {
+            println!(
+                "  {:<24} layers {}..{}  {}{} sha256 {}",
+                s.file,
+                s.layers.start,
+                s.layers.end,
+                if s.embeddings { "+embeddings " } else { "" },
+                if s.head { "+head" } else { "" },
+                s.sha256
+            );
+        }
+    }
+    Ok(())
 }
 
 fn main() -> std::process::ExitCode {
@@ -291,6 +390,14 @@ fn run() -> Result<()> {
         Command::Start { home } => runtime()?.block_on(start(Home::new(home))),
         Command::Zk(cmd) => zk(cmd),
         Command::Tee(cmd) => tee(cmd),
+        Command::Model(ModelCmd::Split {
+            model,
+            out,
+            id,
+            layers,
+            client_keeps_ends,
+            json,
+        }) => model_split(&model, &out, &id, &layers, client_keeps_ends, json),
         Command::Model(ModelCmd::Commit { model, json }) => {
             let (_, info) = zk_tool::load_model(&model)?;
             if json {

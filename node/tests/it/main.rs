@@ -598,3 +598,33 @@ fn tee_verify_reports_kind_measurement_and_tcb_or_why_it_fails() {
     let refused = vichaind(&["tee", "verify", "--evidence", ev.to_str().unwrap()]);
     assert!(!refused.status.success());
 }
+
+#[test]
+fn model_split_cuts_the_digits_mlp_into_shards_with_a_manifest() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../inference/data/digits-mlp.vqmlp"
+    );
+    let out = dir.path().join("shards");
+    let run = |layers: &str, out: &Path| {
+        Command::new(VICHAIND)
+            .args([
+                "model", "split", "--model", model, "--id", "digits", "--json", "--layers", layers,
+                "--out",
+            ])
+            .arg(out)
+            .output()
+            .unwrap()
+    };
+    let manifest = json(&run("0..1,1..2", &out));
+    assert_eq!(manifest["model_id"], "digits");
+    assert_eq!(manifest["shards"].as_array().unwrap().len(), 2);
+    assert!(out.join("manifest.json").exists());
+    // Ranges that do not cover the model are refused with a message.
+    let bad = run("0..1", &dir.path().join("bad"));
+    assert!(!bad.status.success());
+    assert!(!String::from_utf8_lossy(&bad.stderr).is_empty());
+    let bad = run("zero..1", &dir.path().join("bad2"));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("bad start"));
+}
