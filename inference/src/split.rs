@@ -11,7 +11,7 @@ use candle_core::{
 use vichain_zk::QuantizedMlp;
 
 use crate::{
-    Error, LayerRange, ModelFamily, ModelManifest, Result, ShardEntry, ShardLayout,
+    Error, FileEntry, LayerRange, ModelFamily, ModelManifest, Result, ShardEntry, ShardLayout,
     bert::BertConfig,
     llama::{GgufFile, LlamaConfig},
     manifest::{MANIFEST_FILE, MANIFEST_VERSION, write_file},
@@ -128,14 +128,7 @@ pub fn split_bert(
             .collect();
         let bytes = safetensors_bytes(&selected, &file)?;
         let entry = write_file(out_dir, &file, &bytes)?;
-        shards.push(ShardEntry {
-            file: entry.file,
-            sha256: entry.sha256,
-            size: entry.size,
-            layers: range,
-            embeddings,
-            head,
-        });
+        shards.push(shard_entry(entry, range, embeddings, head));
     }
     let files = vec![
         write_file(out_dir, "config.json", &config)?,
@@ -217,14 +210,7 @@ pub fn split_gguf(
         let mut buf = Cursor::new(Vec::new());
         gguf_file::write(&mut buf, &md, &refs).map_err(|e| Error::weights(&file, e))?;
         let entry = write_file(out_dir, &file, buf.get_ref())?;
-        shards.push(ShardEntry {
-            file: entry.file,
-            sha256: entry.sha256,
-            size: entry.size,
-            layers: range,
-            embeddings,
-            head,
-        });
+        shards.push(shard_entry(entry, range, embeddings, head));
     }
     finish(
         ModelManifest {
@@ -255,14 +241,7 @@ pub fn split_mlp(
     for (file, range, embeddings, head) in plan {
         let part = QuantizedMlp::new(model.layers[range.start..range.end].to_vec())?;
         let entry = write_file(out_dir, &file, &part.to_bytes())?;
-        shards.push(ShardEntry {
-            file: entry.file,
-            sha256: entry.sha256,
-            size: entry.size,
-            layers: range,
-            embeddings,
-            head,
-        });
+        shards.push(shard_entry(entry, range, embeddings, head));
     }
     finish(
         ModelManifest {
@@ -275,4 +254,16 @@ pub fn split_mlp(
         },
         out_dir,
     )
+}
+
+/// The manifest entry of a shard file just written.
+fn shard_entry(entry: FileEntry, layers: LayerRange, embeddings: bool, head: bool) -> ShardEntry {
+    ShardEntry {
+        file: entry.file,
+        sha256: entry.sha256,
+        size: entry.size,
+        layers,
+        embeddings,
+        head,
+    }
 }
