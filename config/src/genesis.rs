@@ -158,6 +158,19 @@ pub struct ParamsConfig {
     pub allow_simulated_tee: bool,
     pub max_evidence_bytes: u64,
     pub attestation_ttl_blocks: u64,
+    /// Blocks assigned workers have to commit to their result.
+    pub commit_window_blocks: u64,
+    /// Blocks after the commit deadline to reveal it.
+    pub reveal_window_blocks: u64,
+    /// Reputation penalty and reward factors (the paper's Pen = 0.8, Rew = 1.01), ppm.
+    pub reputation_penalty_ppm: u64,
+    pub reputation_reward_ppm: u64,
+    /// Fraction of stake slashed for a revealed output outside the quorum, ppm.
+    pub slash_ppm: u64,
+    /// Escalations of a job without quorum before it fails with a refund.
+    pub max_escalations: u32,
+    /// Largest number of values in a revealed output.
+    pub max_output_values: u32,
 }
 
 impl Default for ParamsConfig {
@@ -174,6 +187,13 @@ impl Default for ParamsConfig {
             allow_simulated_tee: false,
             max_evidence_bytes: 64 * 1024,
             attestation_ttl_blocks: 14_400,
+            commit_window_blocks: 10,
+            reveal_window_blocks: 10,
+            reputation_penalty_ppm: 800_000,
+            reputation_reward_ppm: 1_010_000,
+            slash_ppm: 100_000,
+            max_escalations: 1,
+            max_output_values: 4096,
         }
     }
 }

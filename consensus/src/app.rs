@@ -16,7 +16,7 @@ use crate::{
     Error, Result, TxError,
     error::CODESPACE,
     exec::{self, BlockCtx, Event, TxOutcome},
-    genesis,
+    genesis, jobs,
     proofs::{self, KeyCache, ProofCtx},
     query::{self, QueryResult},
     state::{Overlay, StateReadExt},
@@ -224,6 +224,7 @@ impl App {
             height,
             time_ns,
             chain_id: state.chain_id()?,
+            block_hash: [0; 32],
             params: state.params()?,
             proofs: ProofCtx {
                 keys: self.zk_keys.clone(),
@@ -383,6 +384,12 @@ impl App {
         }
         let time = time_ns(req.time.as_ref());
         let mut ctx = self.next_ctx(height, time)?;
+        // CometBFT's block hash; a block without one (never from CometBFT) is seeded
+        // by its height and transactions, still the same on every validator.
+        ctx.block_hash = match <[u8; 32]>::try_from(req.hash.as_ref()) {
+            Ok(h) => h,
+            Err(_) => proofs::batch_randomness(height, req.txs.iter().map(|t| tx_hash(t))),
+        };
         let decoded = decode_all(&req.txs, ctx.params.max_tx_bytes, &self.sig_cache);
         self.preverify(&mut ctx, &req.txs, &decoded);
         let mut state = Overlay::new(self.store.as_ref());
@@ -398,6 +405,11 @@ impl App {
             }
             tx_results.push(exec_tx_result(r));
         }
+        // Deadlines of jobs: commit phases closing, reveals tallied.
+        let block_events: Vec<abci::Event> = jobs::end_block(&mut state, &ctx)?
+            .into_iter()
+            .map(abci_event)
+            .collect();
         // Recent block hashes: the nonces TEE evidence binds.
         if req.hash.len() == 32 {
             state.put_raw(state_key::recent_block_hash(height), req.hash.to_vec());
@@ -424,7 +436,7 @@ impl App {
             "FinalizeBlock"
         );
         Ok(abci::ResponseFinalizeBlock {
-            events: Vec::new(),
+            events: block_events,
             tx_results,
             validator_updates,
             consensus_param_updates: None,

@@ -72,6 +72,12 @@ pub enum TxError {
     AttestationInvalid { reason: String },
     #[error("evidence of {size} bytes exceeds the limit of {max} bytes")]
     OversizeEvidence { size: u64, max: u64 },
+    #[error("{address} is not assigned to job {job_id} in its current round")]
+    NotAssigned { job_id: u64, address: String },
+    #[error("job {job_id}: {reason}")]
+    WrongPhase { job_id: u64, reason: String },
+    #[error("reveal for job {job_id} does not open the commitment of {address}")]
+    BadOpening { job_id: u64, address: String },
     #[error("model {model_id:?} has no {missing} registered, so it accepts no proofs")]
     NoVerifyingKey {
         model_id: String,
@@ -108,6 +114,9 @@ impl TxError {
             Self::NoVerifyingKey { .. } => 24,
             Self::AttestationInvalid { .. } => 25,
             Self::OversizeEvidence { .. } => 26,
+            Self::NotAssigned { .. } => 27,
+            Self::WrongPhase { .. } => 28,
+            Self::BadOpening { .. } => 29,
         }
     }
 

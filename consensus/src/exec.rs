@@ -9,6 +9,7 @@ use vichain_proto::v1::{self as pb, tx_body::Action};
 use crate::{
     Address, Error, TxError, attest,
     crypto::parse_public_key,
+    jobs,
     proofs::{self, ProofCtx},
     state::{Overlay, StateRead, StateReadExt},
     state_key,
@@ -31,6 +32,9 @@ pub struct BlockCtx {
     /// Block time, unix nanoseconds.
     pub time_ns: i64,
     pub chain_id: String,
+    /// Hash of the block being finalized (zero while checking or proposing): the
+    /// seed of job assignment.
+    pub block_hash: [u8; 32],
     pub params: pb::Params,
     /// Verifying keys and this block's batch-verified proofs.
     pub proofs: ProofCtx,
@@ -44,14 +48,14 @@ pub struct Event {
 }
 
 impl Event {
-    fn new(kind: &str) -> Self {
+    pub(crate) fn new(kind: &str) -> Self {
         Self {
             kind: kind.into(),
             attributes: Vec::new(),
         }
     }
 
-    fn attr(mut self, key: &str, value: impl ToString) -> Self {
+    pub(crate) fn attr(mut self, key: &str, value: impl ToString) -> Self {
         self.attributes.push((key.into(), value.to_string()));
         self
     }
@@ -121,6 +125,8 @@ fn check_stateless(ctx: &BlockCtx, tx: &SignedTx) -> Result<(), TxError> {
         Action::SubmitAttestation(a) => {
             attest::check_submit_attestation(a, &ctx.params)?;
         }
+        Action::CommitResult(c) => jobs::check_commit(c)?,
+        Action::RevealResult(r) => jobs::check_reveal(r, &ctx.params)?,
     }
     Ok(())
 }
@@ -425,6 +431,8 @@ fn execute_stateful(
         Action::SubmitJob(j) => submit_job(state, ctx, tx, j, &mut outcome),
         Action::SubmitProof(p) => submit_proof(state, ctx, tx, p, &mut outcome),
         Action::SubmitAttestation(a) => submit_attestation(state, ctx, tx, a, &mut outcome),
+        Action::CommitResult(c) => jobs::commit_result(state, ctx, tx, c, &mut outcome),
+        Action::RevealResult(r) => jobs::reveal_result(state, ctx, tx, r, &mut outcome),
     }?;
     Ok(result.map(|()| {
         outcome.events.insert(
@@ -665,6 +673,9 @@ fn register_worker(
         attestation: None,
     };
     state.put(state_key::worker(&tx.sender), &worker);
+    for s in &w.serves {
+        jobs::index_worker(state, &s.model_id, &tx.sender)?;
+    }
     out.events.push(
         Event::new("worker_registered")
             .attr("operator", tx.sender)
@@ -719,7 +730,17 @@ fn submit_job(
         Ok(pb::PrivacyMode::Unspecified) | Err(_) => pb::PrivacyMode::Public,
         Ok(p) => p,
     };
-    let job = pb::Job {
+    let available = jobs::available(state, ctx, &model)?;
+    if available < k as usize {
+        return Ok(Err(TxError::invalid(
+            "submit_job.k",
+            format!(
+                "{k} workers asked for, but only {available} eligible workers serve model {}",
+                j.model_id
+            ),
+        )));
+    }
+    let mut job = pb::Job {
         id,
         model_id: j.model_id.clone(),
         client: tx.sender.as_bytes().to_vec(),
@@ -734,7 +755,14 @@ fn submit_job(
         tx_hash: tx.hash.to_vec(),
         ..Default::default()
     };
+    jobs::assign(state, ctx, &mut job, &model, k as usize)?;
+    let assigned: Vec<String> = job
+        .assignments
+        .iter()
+        .map(|a| hex::encode(&a.operator))
+        .collect();
     state.put(state_key::job(id), &job);
+    state.put_raw(state_key::job_by_tx(&tx.hash), id.to_be_bytes().to_vec());
     out.data = id.to_be_bytes().to_vec();
     out.events.push(
         Event::new("job_submitted")
@@ -742,6 +770,13 @@ fn submit_job(
             .attr("model_id", &j.model_id)
             .attr("k", k)
             .attr("escrow", j.max_fee),
+    );
+    out.events.push(
+        Event::new("job_assigned")
+            .attr("job_id", id)
+            .attr("workers", assigned.join(","))
+            .attr("commit_deadline", job.commit_deadline)
+            .attr("reveal_deadline", job.reveal_deadline),
     );
     Ok(Ok(()))
 }

@@ -45,7 +45,33 @@ pub fn apply(
         allow_simulated_tee: p.allow_simulated_tee,
         max_evidence_bytes: p.max_evidence_bytes,
         attestation_ttl_blocks: p.attestation_ttl_blocks,
+        commit_window_blocks: p.commit_window_blocks,
+        reveal_window_blocks: p.reveal_window_blocks,
+        reputation_penalty_ppm: p.reputation_penalty_ppm,
+        reputation_reward_ppm: p.reputation_reward_ppm,
+        slash_ppm: p.slash_ppm,
+        max_escalations: p.max_escalations,
+        max_output_values: p.max_output_values,
     };
+    if params.commit_window_blocks == 0 || params.reveal_window_blocks == 0 {
+        return Err(Error::Genesis(
+            "params: commit_window_blocks and reveal_window_blocks must be positive".into(),
+        ));
+    }
+    if params.reputation_penalty_ppm > 1_000_000
+        || params.reputation_reward_ppm < 1_000_000
+        || params.slash_ppm > 1_000_000
+    {
+        return Err(Error::Genesis(format!(
+            "params: reputation_penalty_ppm {} must be at most 1000000, reputation_reward_ppm {} at least 1000000, slash_ppm {} at most 1000000",
+            params.reputation_penalty_ppm, params.reputation_reward_ppm, params.slash_ppm
+        )));
+    }
+    if params.max_output_values == 0 {
+        return Err(Error::Genesis(
+            "params: max_output_values must be positive".into(),
+        ));
+    }
     if params.max_tx_bytes < 256 || params.max_input_bytes >= params.max_tx_bytes {
         return Err(Error::Genesis(format!(
             "params: max_tx_bytes {} must be at least 256 and above max_input_bytes {}",

@@ -26,6 +26,7 @@ mod crypto;
 mod error;
 mod exec;
 mod genesis;
+mod jobs;
 mod proofs;
 pub mod query;
 mod state;
@@ -41,6 +42,10 @@ pub use crypto::{ADDRESS_HRP, Address, dev_signing_key, parse_public_key};
 pub use error::{CODESPACE, Error, Result, TxError};
 pub use exec::{BlockCtx, Event, MAX_VALIDATOR_POWER, REPUTATION_ONE, TxOutcome};
 pub use genesis::policy_from_config;
+pub use jobs::{
+    COMMIT_DOMAIN, FIXED_POINT_ONE, MAX_OUTPUT_TEXT, REPUTATION_MAX, equivalent,
+    output_fingerprint, result_commitment, status_name,
+};
 pub use proofs::{
     KeyCache, MAX_PROOF_BYTES, MAX_PROOF_LOGITS, MAX_PROVABLE_INPUT, ProofCtx, Verdicts,
     batch_randomness,

@@ -246,8 +246,10 @@ pub(crate) fn preverify(
     let mut models: BTreeMap<String, Option<pb::Model>> = BTreeMap::new();
     let mut groups: BTreeMap<KeyHash, (Vec<u8>, Vec<Item>)> = BTreeMap::new();
     for tx in txs.iter().flatten() {
-        let Action::SubmitProof(p) = &tx.action else {
-            continue;
+        let p = match &tx.action {
+            Action::SubmitProof(p) => p,
+            Action::RevealResult(pb::RevealResult { proof: Some(p), .. }) => p,
+            _ => continue,
         };
         if check_submit_proof(p).is_err() {
             continue;

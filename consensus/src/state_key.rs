@@ -21,6 +21,15 @@ pub const MODELS: &str = "models/";
 pub const WORKERS: &str = "workers/";
 pub const JOBS: &str = "jobs/";
 pub const RECENT_BLOCKS: &str = "chain/recent_blocks/";
+/// Per model: the operators of the workers serving it (`OperatorSet`).
+pub const MODEL_WORKERS: &str = "model_workers/";
+/// Jobs not yet finalized or failed (`JobIds` is not used: one key per job, so
+/// workers list them by prefix).
+pub const OPEN_JOBS: &str = "jobs_open/";
+/// Per transaction hash: the id of the job it submitted (8 bytes, big endian).
+pub const JOB_BY_TX: &str = "jobs_by_tx/";
+/// Per height: the jobs with a commit or reveal deadline there (`JobIds`).
+pub const DEADLINES: &str = "chain/deadlines/";
 
 /// How many recent block hashes the state keeps (nonces of TEE evidence).
 pub const RECENT_BLOCK_HASHES: u64 = 100;
@@ -47,4 +56,20 @@ pub fn job(id: u64) -> String {
 
 pub fn recent_block_hash(height: u64) -> String {
     format!("{RECENT_BLOCKS}{height:020}")
+}
+
+pub fn model_workers(model_id: &str) -> String {
+    format!("{MODEL_WORKERS}{model_id}")
+}
+
+pub fn deadlines(height: u64) -> String {
+    format!("{DEADLINES}{height:020}")
+}
+
+pub fn open_job(id: u64) -> String {
+    format!("{OPEN_JOBS}{id:020}")
+}
+
+pub fn job_by_tx(hash: &[u8]) -> String {
+    format!("{JOB_BY_TX}{}", hex::encode(hash))
 }

@@ -132,6 +132,8 @@ pub fn action_kind(action: &pb::tx_body::Action) -> &'static str {
         A::SubmitJob(_) => "submit_job",
         A::SubmitProof(_) => "submit_proof",
         A::SubmitAttestation(_) => "submit_attestation",
+        A::CommitResult(_) => "commit_result",
+        A::RevealResult(_) => "reveal_result",
     }
 }
 

@@ -30,7 +30,7 @@ pub const MAX_LIST: usize = 10_000;
 /// The service implementation.
 #[derive(Debug, Clone)]
 pub struct NodeServer {
-    store: Arc<Storage>,
+    pub(crate) store: Arc<Storage>,
     sink: TxSink,
 }
 
@@ -221,8 +221,13 @@ pub async fn serve(
         .await
         .map_err(|e| anyhow::anyhow!("binding gRPC on {addr}: {e}"))?;
     info!(%addr, "gRPC server listening");
+    let jobs = crate::job_service::JobServer::new(server.clone(), server.store.clone());
     tonic::transport::Server::builder()
         .add_service(reflection)
+        .add_service(
+            pb::job_service_server::JobServiceServer::new(jobs)
+                .max_decoding_message_size(MAX_BROADCAST_BYTES + 1024),
+        )
         .add_service(
             pb::node_service_server::NodeServiceServer::new(server)
                 .max_decoding_message_size(MAX_BROADCAST_BYTES + 1024),

@@ -6,7 +6,10 @@
 //! - [`grpc`]: the `NodeService` gRPC server (status, broadcast, verifiable queries).
 //! - [`dev`]: `vichaind dev`: in-process block production over the same ABCI code
 //!   path CometBFT drives, with an in-process mempool.
+//! - [`runner`]: a worker's side of a job: run, prove, commit, reveal.
+//! - [`devnet`]: `vichaind dev --workers N`: demo models and in-process workers.
 //! - [`comet`]: forwarding transactions to CometBFT's RPC in `vichaind start`.
+//! - [`job_service`]: the `JobService` gRPC server (submit, get with proof, watch).
 //! - [`keys`]: the client keyring.
 //! - [`tasks`]: named, supervised tasks with a shutdown signal.
 //! - [`tee_tool`]: `vichaind tee verify|simulate`.
@@ -14,9 +17,12 @@
 
 pub mod comet;
 pub mod dev;
+pub mod devnet;
 pub mod grpc;
 pub mod home;
+pub mod job_service;
 pub mod keys;
+pub mod runner;
 pub mod tasks;
 pub mod tee_tool;
 pub mod zk_tool;

@@ -429,7 +429,7 @@ fn proofs_in_one_block_are_batch_verified_with_the_results_of_single_verificatio
 fn a_model_without_a_verifying_key_accepts_no_proof() {
     // Model m1 of the test genesis has no key; its worker's proof is refused with
     // its own code before any verification.
-    let keys: Vec<_> = (0..3).map(key).collect();
+    let keys: Vec<_> = (0..4).map(key).collect();
     let dir = tempfile::tempdir().unwrap();
     let mut inst = Instance::open(dir.path().to_path_buf()).unwrap();
     inst.app
@@ -446,7 +446,7 @@ fn a_model_without_a_verifying_key_accepts_no_proof() {
     let job_tx = Action::SubmitJob(pb::SubmitJob {
         model_id: "m1".into(),
         payload: Some(pb::submit_job::Payload::InputHash(vec![5; 32])),
-        k: 0,
+        k: 2,
         max_fee: 100,
         privacy: 0,
     });
@@ -454,7 +454,9 @@ fn a_model_without_a_verifying_key_accepts_no_proof() {
         &mut inst,
         1,
         vec![
-            sign_tx(&worker(), CHAIN_ID, 0, 1, worker_tx),
+            sign_tx(&worker(), CHAIN_ID, 0, 1, worker_tx.clone()),
+            // Model m1's quorum is 2: a second worker serves it.
+            sign_tx(&key(3), CHAIN_ID, 0, 1, worker_tx),
             sign_tx(&client(), CHAIN_ID, 0, 1, job_tx),
         ],
     );

