@@ -494,3 +494,105 @@ fn a_model_without_a_verifying_key_accepts_no_proof() {
         .code()
     );
 }
+
+/// The job lifecycle on a require_proof model: the worker's reveal must carry a
+/// proof of this job whose output is the revealed one. A tampered proof, a proof of
+/// another class than revealed, or no proof is refused and leaves the job open; the
+/// real one finalizes the job with the proven class.
+#[test]
+fn a_reveal_needs_a_valid_proof_of_the_revealed_output_to_finalize() {
+    use vichain_consensus::{output_fingerprint, result_commitment};
+    let f = fixture();
+    let (public, proof) = &f.job1;
+    let PublicOutput::Argmax(class) = public.output else {
+        panic!("argmax circuit");
+    };
+    let (_dir, mut inst) = chain(&f);
+    assert_eq!(job(&inst, 1).status, pb::JobStatus::Assigned as i32);
+    let out = pb::JobOutput {
+        values: vec![i64::from(class)],
+        text: String::new(),
+    };
+    let salt = [5u8; 32];
+    let commitment = result_commitment(&output_fingerprint(&out, &[]), &salt, &address(&worker()));
+    let commit = sign_tx(
+        &worker(),
+        CHAIN_ID,
+        1,
+        1,
+        Action::CommitResult(pb::CommitResult {
+            job_id: 1,
+            commitment: commitment.to_vec(),
+        }),
+    );
+    let r = block(&mut inst, 2, vec![commit]);
+    assert_eq!(r.tx_results[0].code, 0, "{}", r.tx_results[0].log);
+    assert_eq!(job(&inst, 1).status, pb::JobStatus::Revealing as i32);
+
+    let reveal = |output: &pb::JobOutput, p: Option<pb::SubmitProof>| {
+        sign_tx(
+            &worker(),
+            CHAIN_ID,
+            2,
+            1,
+            Action::RevealResult(pb::RevealResult {
+                job_id: 1,
+                output: Some(output.clone()),
+                salt: salt.to_vec(),
+                proof: p,
+                stages: Vec::new(),
+            }),
+        )
+    };
+    let mut flipped = proof.clone();
+    flipped[40] ^= 1;
+    let other_class = {
+        let mut p = submit(1, public, proof);
+        p.output = Some(output(&PublicOutput::Argmax((class + 1) % 10)));
+        p
+    };
+    let proof_invalid = TxError::ProofInvalid {
+        job_id: 0,
+        reason: String::new(),
+    }
+    .code();
+    let mut height = 3;
+    for (name, tx) in [
+        (
+            "a flipped proof byte",
+            reveal(&out, Some(submit(1, public, &flipped))),
+        ),
+        ("a proof of another class", reveal(&out, Some(other_class))),
+        (
+            "job 2's proof",
+            reveal(&out, Some(submit(1, &f.job2.0, &f.job2.1))),
+        ),
+        ("no proof", reveal(&out, None)),
+    ] {
+        let r = inst.app.check_tx(&tx).unwrap();
+        assert_eq!(r.code, proof_invalid, "{name}: CheckTx {}", r.log);
+        let r = block(&mut inst, height, vec![tx]);
+        height += 1;
+        assert_eq!(
+            r.tx_results[0].code, proof_invalid,
+            "{name}: {}",
+            r.tx_results[0].log
+        );
+        assert_eq!(
+            job(&inst, 1).status,
+            pb::JobStatus::Revealing as i32,
+            "{name}"
+        );
+    }
+    let r = block(
+        &mut inst,
+        height,
+        vec![reveal(&out, Some(submit(1, public, proof)))],
+    );
+    assert_eq!(r.tx_results[0].code, 0, "{}", r.tx_results[0].log);
+    let j = job(&inst, 1);
+    assert_eq!(j.status, pb::JobStatus::Finalized as i32);
+    assert_eq!(j.result, Some(out));
+    assert!(j.assignments[0].proof_verified);
+    assert_eq!(j.assignments[0].verdict, pb::Verdict::Agreed as i32);
+}

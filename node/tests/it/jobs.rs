@@ -189,3 +189,84 @@ fn dev_workers_finalize_verified_jobs_submitted_with_the_cli() {
     );
     assert!(node.terminate().success());
 }
+
+#[test]
+fn job_service_answers_bad_requests_with_grpc_status_codes() {
+    use tonic::Code;
+    use vichain_proto::v1::{self as pb, job_service_client::JobServiceClient};
+
+    let dir = tempfile::tempdir().unwrap();
+    let grpc = free_port();
+    let _node = super::dev(&dir.path().join("node"), grpc);
+    wait_for_height(grpc, &dir.path().join("client"), 1);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let mut c = JobServiceClient::connect(format!("http://127.0.0.1:{grpc}"))
+            .await
+            .unwrap();
+        let submit = |tx: Vec<u8>| pb::SubmitJobRequest { tx, wait_ms: 1000 };
+        let e = c.submit_job(submit(vec![0xff; 40])).await.unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument, "{e}");
+        assert!(e.message().contains("malformed"), "{}", e.message());
+        // A valid transaction that is not a job.
+        let transfer = vichain_consensus::sign_tx(
+            &vichain_consensus::dev_signing_key(),
+            "vichain-dev",
+            0,
+            1,
+            pb::tx_body::Action::Transfer(pb::Transfer {
+                to: vec![1; 20],
+                amount: 1,
+            }),
+        );
+        let e = c.submit_job(submit(transfer)).await.unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument);
+        assert!(e.message().contains("not a submit_job"), "{}", e.message());
+        // A job on a model nobody registered.
+        let job = vichain_consensus::sign_tx(
+            &vichain_consensus::dev_signing_key(),
+            "vichain-dev",
+            0,
+            1,
+            pb::tx_body::Action::SubmitJob(pb::SubmitJob {
+                model_id: "nope".into(),
+                payload: Some(pb::submit_job::Payload::Input(b"x".to_vec())),
+                k: 0,
+                max_fee: 10,
+                privacy: 0,
+            }),
+        );
+        let e = c.submit_job(submit(job)).await.unwrap_err();
+        assert_eq!(e.code(), Code::NotFound, "{e}");
+        assert!(
+            e.message().contains("\"nope\" is not registered"),
+            "{}",
+            e.message()
+        );
+
+        let e = c
+            .get_job(pb::GetJobRequest { job_id: 42 })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::NotFound);
+        let e = c
+            .watch_job(pb::WatchJobRequest { job_id: 42 })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::NotFound);
+        let e = c
+            .list_jobs(pb::ListJobsRequest {
+                worker: "not-an-address".into(),
+                limit: 0,
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument);
+        let open = c
+            .list_jobs(pb::ListJobsRequest::default())
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(open.jobs.is_empty(), "nothing was stored");
+    });
+}
