@@ -173,8 +173,8 @@ pub fn init(home: &Home, opts: &InitOptions) -> Result<InitSummary> {
                 allow_simulated_tee: opts.dev,
                 // Dev blocks are short (1 s, 200 ms in tests): give workers time to
                 // prove before a deadline counts them absent.
-                commit_window_blocks: if opts.dev { 60 } else { 10 },
-                reveal_window_blocks: if opts.dev { 60 } else { 10 },
+                commit_window_blocks: if opts.dev { 150 } else { 10 },
+                reveal_window_blocks: if opts.dev { 150 } else { 10 },
                 ..ParamsConfig::default()
             },
         },
