@@ -26,6 +26,7 @@ mod crypto;
 mod error;
 mod exec;
 mod genesis;
+pub mod metrics;
 mod proofs;
 pub mod query;
 mod state;

@@ -8,6 +8,9 @@
 //!   path CometBFT drives, with an in-process mempool.
 //! - [`comet`]: forwarding transactions to CometBFT's RPC in `vichaind start`.
 //! - [`keys`]: the client keyring.
+//! - [`metrics`]: the Prometheus exporter and the node's own metrics.
+//! - [`web`]: the HTTP server on the metrics address: `/metrics`, the dashboard
+//!   page and its JSON API.
 //! - [`tasks`]: named, supervised tasks with a shutdown signal.
 //! - [`tee_tool`]: `vichaind tee verify|simulate`.
 //! - [`zk_tool`]: `vichaind zk setup|prove|verify` and `vichaind model commit`.
@@ -17,8 +20,10 @@ pub mod dev;
 pub mod grpc;
 pub mod home;
 pub mod keys;
+pub mod metrics;
 pub mod tasks;
 pub mod tee_tool;
+pub mod web;
 pub mod zk_tool;
 
 /// The version string of both binaries.
