@@ -258,6 +258,14 @@ pub fn install() -> Result<PrometheusHandle> {
     for (name, _, help) in SPLIT_METRICS {
         describe_counter!(*name, *help);
     }
+    // Label-free series exist from the start, so a scrape lists them at once.
+    for m in METRICS.iter().filter(|m| m.labels.is_empty()) {
+        match m.kind {
+            Counter => counter!(m.name).absolute(0),
+            Gauge => gauge!(m.name).increment(0.0),
+            Histogram => drop(histogram!(m.name)),
+        }
+    }
     Ok(handle)
 }
 

@@ -13,6 +13,9 @@ use std::{
 
 use serde_json::Value;
 
+mod dashboard;
+mod grafana;
+
 const VICHAIND: &str = env!("CARGO_BIN_EXE_vichaind");
 const VICHAIN: &str = env!("CARGO_BIN_EXE_vichain");
 
@@ -56,6 +59,7 @@ fn dev(home: &Path, grpc: u16) -> Node {
         Command::new(VICHAIND)
             .args(["dev", "--block-time", "200ms", "--grpc"])
             .arg(format!("127.0.0.1:{grpc}"))
+            .args(["--metrics-addr", "127.0.0.1:0"])
             .arg("--home")
             .arg(home)
             .env("RUST_LOG", "warn")
@@ -243,10 +247,13 @@ fn start_serves_cometbft_over_abci_and_clients_over_grpc() {
         .replace("127.0.0.1:9090", &format!("127.0.0.1:{grpc}"))
         .replace("http://127.0.0.1:26657", "http://127.0.0.1:9");
     std::fs::write(home.join("config.toml"), config).unwrap();
+    let metrics_port = free_port();
     let mut node = Node(
         Command::new(VICHAIND)
             .args(["start", "--home"])
             .arg(&home)
+            .arg("--metrics-addr")
+            .arg(format!("127.0.0.1:{metrics_port}"))
             .env("RUST_LOG", "warn")
             .stderr(Stdio::null())
             .spawn()
@@ -294,6 +301,21 @@ fn start_serves_cometbft_over_abci_and_clients_over_grpc() {
     assert_eq!(status["height"], 1);
     assert_eq!(status["mode"], "cometbft");
     assert_eq!(status["app_hash"], hex::encode(&fin.app_hash));
+    // The dashboard's API and /metrics serve `start` as they serve `dev`.
+    let http = dashboard::Http::new();
+    let api = http.get_json(&format!("http://127.0.0.1:{metrics_port}/api/status"));
+    assert_eq!(api.1["height"], 1);
+    assert_eq!(api.1["mode"], "cometbft");
+    assert_eq!(api.1["app_hash"], hex::encode(&fin.app_hash));
+    let text = http.get(&format!("http://127.0.0.1:{metrics_port}/metrics")).1;
+    assert!(text.contains("vichain_chain_blocks_total 1\n"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "vichain_chain_app_hash_info{{app_hash=\"{}\"}} 1",
+            hex::encode(&fin.app_hash)
+        )),
+        "{text}"
+    );
 
     // With CometBFT's RPC unreachable, a broadcast fails with a message saying so.
     let t = Command::new(VICHAIN)

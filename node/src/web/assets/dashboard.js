@@ -105,8 +105,9 @@ function chart(canvasId, points, series) {
   g.fillStyle = "#6b7385";
   c.setAttribute("data-points", points.length);
   if (!points.length) { g.fillText("waiting for blocks…", pad.l + 4, pad.t + 14); return; }
-  let max = 0;
-  for (const s of series) for (const p of points) max = Math.max(max, s.value(p) || 0);
+  let max = 0, any = false;
+  for (const s of series) for (const p of points) { const v = s.value(p); if (v !== null && v !== undefined) any = true; max = Math.max(max, v || 0); }
+  if (!any) { g.fillText("no data yet", pad.l + 4, pad.t + 14); }
   max = max > 0 ? max * 1.15 : 1;
   // axes and labels
   g.strokeStyle = "#dfe2e8";
