@@ -37,7 +37,29 @@ fn block(txs: &[Bytes]) -> abci::RequestFinalizeBlock {
     }
 }
 
+/// With `VICHAIN_BENCH_METRICS=1`, the Prometheus recorder vichaind installs (same
+/// histogram buckets) records every metric; without it each metrics call is a no-op.
+fn install_recorder() {
+    if std::env::var("VICHAIN_BENCH_METRICS").as_deref() != Ok("1") {
+        return;
+    }
+    let mut builder = metrics_exporter_prometheus::PrometheusBuilder::new();
+    for m in vichain_consensus::metrics::METRICS {
+        if !m.buckets.is_empty() {
+            builder = builder
+                .set_buckets_for_metric(
+                    metrics_exporter_prometheus::Matcher::Full(m.name.into()),
+                    m.buckets,
+                )
+                .expect("buckets");
+        }
+    }
+    builder.install_recorder().expect("recorder");
+    vichain_consensus::metrics::describe();
+}
+
 fn ledger(c: &mut Criterion) {
+    install_recorder();
     let keys = funded_keys(SENDERS);
     let mut g = c.benchmark_group("ledger");
     g.sample_size(10).measurement_time(Duration::from_secs(20));

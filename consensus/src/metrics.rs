@@ -546,9 +546,7 @@ pub fn worker_penalized() {
 }
 
 /// Runs one proof verification and records its duration and result.
-pub(crate) fn proof_verification<T, E>(
-    f: impl FnOnce() -> Result<T, E>,
-) -> Result<T, E> {
+pub(crate) fn proof_verification<T, E>(f: impl FnOnce() -> Result<T, E>) -> Result<T, E> {
     let started = Instant::now();
     let r = f();
     histogram!(VERIFY_PROOF_DURATION, "mode" => "single").record(started.elapsed().as_secs_f64());
@@ -641,9 +639,7 @@ mod tests {
             "unknown_job"
         );
         assert_eq!(
-            code_name(
-                TxError::OversizeEvidence { size: 1, max: 0 }.code()
-            ),
+            code_name(TxError::OversizeEvidence { size: 1, max: 0 }.code()),
             "oversize_evidence"
         );
     }
@@ -726,6 +722,10 @@ mod tests {
         assert_eq!(jobs.submitted, 1);
         assert_eq!(jobs.finalized, 2);
         assert_eq!(jobs.failed, 1);
-        assert!((jobs.latency_sum - 2.5).abs() < 1e-9, "{}", jobs.latency_sum);
+        assert!(
+            (jobs.latency_sum - 2.5).abs() < 1e-9,
+            "{}",
+            jobs.latency_sum
+        );
     }
 }

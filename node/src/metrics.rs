@@ -353,8 +353,7 @@ pub fn refresh_state(store: &Storage) -> Result<()> {
         let w = pb::Worker::decode(v.as_slice())?;
         reputations.push(w.reputation);
         stake = stake.saturating_add(w.stake);
-        if w
-            .attestation
+        if w.attestation
             .as_ref()
             .is_some_and(|a| attestation_is_current(a, height, time_ns))
         {

@@ -349,7 +349,10 @@ fn run() -> Result<()> {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let logs = tracing_subscriber::fmt().with_env_filter(env_filter);
     if cli.log_format == "json" {
-        logs.json().with_current_span(true).with_span_list(true).init();
+        logs.json()
+            .with_current_span(true)
+            .with_span_list(true)
+            .init();
     } else {
         logs.with_target(false).init();
     }

@@ -216,7 +216,13 @@ pub(super) fn workers(store: &Storage, limit: usize) -> Result<Value> {
     let workers = store
         .prefix(state_key::WORKERS.as_bytes(), limit)?
         .into_iter()
-        .map(|(_, v)| Ok(worker_json(&pb::Worker::decode(v.as_slice())?, height, time_ns)))
+        .map(|(_, v)| {
+            Ok(worker_json(
+                &pb::Worker::decode(v.as_slice())?,
+                height,
+                time_ns,
+            ))
+        })
         .collect::<Result<Vec<_>>>()?;
     Ok(json!({ "height": committed_height(store)?, "workers": workers }))
 }

@@ -140,11 +140,7 @@ async fn index() -> Response {
 }
 
 async fn script() -> Response {
-    asset(
-        "/assets",
-        "text/javascript; charset=utf-8",
-        DASHBOARD_JS,
-    )
+    asset("/assets", "text/javascript; charset=utf-8", DASHBOARD_JS)
 }
 
 async fn style() -> Response {
@@ -189,7 +185,10 @@ async fn metrics(State(s): Shared) -> Response {
     blocking("/metrics", move || {
         let text = crate::metrics::render(&s.metrics, &s.store);
         Ok((
-            [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
             text,
         )
             .into_response())

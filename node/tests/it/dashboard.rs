@@ -238,7 +238,10 @@ fn metrics_and_the_json_api_follow_transactions_and_blocks() {
         .lines()
         .find(|l| l.starts_with("vichain_chain_app_hash_info{"))
         .unwrap();
-    assert_eq!(info.len(), "vichain_chain_app_hash_info{app_hash=\"\"} 1".len() + 64);
+    assert_eq!(
+        info.len(),
+        "vichain_chain_app_hash_info{app_hash=\"\"} 1".len() + 64
+    );
 
     // The JSON API.
     let (code, st) = http.get_json(&format!("{base}/api/status"));
@@ -255,7 +258,10 @@ fn metrics_and_the_json_api_follow_transactions_and_blocks() {
     assert_eq!(w["peer_id"], PEER_ID, "{workers}");
     assert_eq!(w["stake"], 5000);
     assert_eq!(w["reputation"], 1.0);
-    assert_eq!(w["serves"], json!([{"model_id": "digits", "shard_index": 0}]));
+    assert_eq!(
+        w["serves"],
+        json!([{"model_id": "digits", "shard_index": 0}])
+    );
     assert_eq!(w["attestation"], Value::Null);
 
     let (_, jobs) = http.get_json(&format!("{base}/api/jobs?limit=10"));
@@ -393,10 +399,7 @@ fn find_binary(env: &str, candidates: &[&str]) -> Option<PathBuf> {
     if let Ok(p) = std::env::var(env) {
         return Some(PathBuf::from(p));
     }
-    candidates
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists())
+    candidates.iter().map(PathBuf::from).find(|p| p.exists())
 }
 
 /// The dashboard in a real browser: it shows the height advancing, the registered
@@ -510,7 +513,9 @@ fn the_dashboard_shows_the_chain_workers_and_jobs_in_chromium() {
     browser.screenshot(&shot);
 
     // The job link opens its detail view, read from /api/jobs/1.
-    browser.eval("document.querySelector('#jobs tbody tr[data-job-id=\"1\"] a').click(); return null;");
+    browser.eval(
+        "document.querySelector('#jobs tbody tr[data-job-id=\"1\"] a').click(); return null;",
+    );
     let model = browser.wait_for(
         "the job detail",
         "const d = document.querySelector('#job-fields dd[data-field=\"model_id\"]'); \

@@ -67,10 +67,9 @@ fn the_grafana_dashboard_uses_exactly_the_exported_metrics() {
         }
     }
     let vars = d["templating"]["list"].as_array().unwrap();
-    assert!(
-        vars.iter()
-            .any(|v| v["type"] == "datasource" && v["query"] == "prometheus" && v["name"] == "datasource")
-    );
+    assert!(vars.iter().any(|v| v["type"] == "datasource"
+        && v["query"] == "prometheus"
+        && v["name"] == "datasource"));
     for v in vars {
         if let Some(q) = v["definition"].as_str() {
             used.extend(names_in(q));

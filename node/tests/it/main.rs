@@ -307,7 +307,9 @@ fn start_serves_cometbft_over_abci_and_clients_over_grpc() {
     assert_eq!(api.1["height"], 1);
     assert_eq!(api.1["mode"], "cometbft");
     assert_eq!(api.1["app_hash"], hex::encode(&fin.app_hash));
-    let text = http.get(&format!("http://127.0.0.1:{metrics_port}/metrics")).1;
+    let text = http
+        .get(&format!("http://127.0.0.1:{metrics_port}/metrics"))
+        .1;
     assert!(text.contains("vichain_chain_blocks_total 1\n"), "{text}");
     assert!(
         text.contains(&format!(
