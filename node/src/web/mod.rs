@@ -98,15 +98,82 @@ pub fn spawn(
 }
 
 /// Serves [`router`] on `addr` until shutdown.
-pub async fn serve(addr: SocketAddr, state: WebState, mut shutdown: Shutdown) -> Result<()> {
+pub async fn serve(addr: SocketAddr, state: WebState, shutdown: Shutdown) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("binding the metrics and dashboard server on {addr}"))?;
     info!(%addr, "metrics on http://{addr}/metrics, dashboard on http://{addr}/");
-    axum::serve(listener, router(state))
+    serve_on(listener, router(state), shutdown).await
+}
+
+async fn serve_on(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    mut shutdown: Shutdown,
+) -> Result<()> {
+    axum::serve(listener, router)
         .with_graceful_shutdown(async move { shutdown.wait().await })
         .await
-        .context("metrics and dashboard server")
+        .context("metrics server")
+}
+
+/// What `/metrics` reads in a process without a ledger.
+#[derive(Debug, Clone)]
+struct ExporterState {
+    metrics: PrometheusHandle,
+    split: Option<Arc<vichain_split::Metrics>>,
+}
+
+/// `/metrics` alone, for a process without a ledger (`vichaind worker`): what it
+/// recorded (inference, proving) plus, at each scrape, the split network's counters.
+pub fn exporter_router(
+    metrics: PrometheusHandle,
+    split: Option<Arc<vichain_split::Metrics>>,
+) -> Router {
+    Router::new()
+        .route("/metrics", get(exporter_metrics))
+        .fallback(not_found)
+        .with_state(ExporterState { metrics, split })
+}
+
+/// Installs the recorder and serves [`exporter_router`] on `addr` as critical tasks.
+pub async fn spawn_exporter(
+    tasks: &mut TaskManager,
+    addr: SocketAddr,
+    split: Option<Arc<vichain_split::Metrics>>,
+) -> Result<SocketAddr> {
+    let handle = crate::metrics::install()?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding the metrics server on {addr}"))?;
+    let bound = listener.local_addr()?;
+    info!(addr = %bound, "metrics on http://{bound}/metrics");
+    tasks.spawn_critical(
+        "metrics-upkeep",
+        crate::metrics::upkeep(handle.clone(), tasks.shutdown()),
+    );
+    tasks.spawn_critical(
+        "http",
+        serve_on(listener, exporter_router(handle, split), tasks.shutdown()),
+    );
+    Ok(bound)
+}
+
+async fn exporter_metrics(State(s): State<ExporterState>) -> Response {
+    if let Some(split) = &s.split {
+        crate::metrics::record_split(&split.snapshot());
+    }
+    counted(
+        "/metrics",
+        (
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            s.metrics.render(),
+        )
+            .into_response(),
+    )
 }
 
 type Shared = State<Arc<WebState>>;
@@ -238,4 +305,43 @@ async fn job(State(s): Shared, Path(id): Path<String>) -> Response {
 
 async fn not_found() -> Response {
     counted("other", error(StatusCode::NOT_FOUND, "no such route"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_worker_exports_the_split_counters_and_what_it_recorded() {
+        let mut tasks = TaskManager::new();
+        let split = Arc::new(vichain_split::Metrics::default());
+        let addr = spawn_exporter(&mut tasks, "127.0.0.1:0".parse().unwrap(), Some(split))
+            .await
+            .unwrap();
+        crate::metrics::inference_forward("minilm", 1, std::time::Duration::from_millis(12));
+        crate::metrics::inference_tokens("smollm2", 40);
+        let text = reqwest::get(format!("http://{addr}/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        for (name, _, _) in crate::metrics::SPLIT_METRICS {
+            assert!(text.contains(&format!("{name} 0\n")), "{name}:\n{text}");
+        }
+        assert!(
+            text.contains(
+                "vichain_inference_forward_duration_seconds_bucket{model=\"minilm\",shard=\"1\",le=\"0.025\"} 1"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("vichain_inference_tokens_total{model=\"smollm2\"} 40"),
+            "{text}"
+        );
+        let missing = reqwest::get(format!("http://{addr}/api/status"))
+            .await
+            .unwrap();
+        assert_eq!(missing.status(), 404);
+    }
 }
