@@ -535,3 +535,61 @@ fn the_dashboard_shows_the_chain_workers_and_jobs_in_chromium() {
     );
     assert_eq!(err, "job 999 does not exist");
 }
+
+/// `--log-format json`: one JSON object per line, with the spans around block
+/// execution; `RUST_LOG` chooses what is logged.
+#[test]
+fn json_logs_carry_the_block_execution_spans() {
+    use std::io::Read as _;
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("client");
+    let grpc = free_port();
+    let mut node = Node(
+        Command::new(VICHAIND)
+            .args(["--log-format", "json", "dev", "--block-time", "200ms"])
+            .arg("--grpc")
+            .arg(format!("127.0.0.1:{grpc}"))
+            .args(["--metrics-addr", "127.0.0.1:0", "--home"])
+            .arg(dir.path().join("node"))
+            .env("RUST_LOG", "info,vichain_consensus=debug")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for_height(grpc, &keys, 2);
+    assert!(node.terminate().success());
+    let mut logs = String::new();
+    node.0
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut logs)
+        .unwrap();
+    let lines: Vec<Value> = logs
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .all(|l| l["level"].is_string() && l["fields"].is_object())
+    );
+    let finalize = lines
+        .iter()
+        .find(|l| l["fields"]["message"] == "FinalizeBlock")
+        .unwrap_or_else(|| panic!("no FinalizeBlock debug line:\n{logs}"));
+    assert_eq!(finalize["span"]["name"], "finalize_block", "{finalize}");
+    let spans: Vec<&str> = finalize["spans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(spans, ["block", "finalize_block"]);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["fields"]["message"] == "Commit" && l["span"]["name"] == "commit")
+    );
+}
