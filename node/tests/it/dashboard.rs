@@ -403,8 +403,8 @@ fn find_binary(env: &str, candidates: &[&str]) -> Option<PathBuf> {
 }
 
 /// The dashboard in a real browser: it shows the height advancing, the registered
-/// worker and the submitted job, and a job's detail view; a screenshot is saved to
-/// `artifacts/dashboard.png`. Fails when Chromium is missing, unless
+/// worker and the submitted job, and a job's detail view; screenshots are saved to
+/// `artifacts/dashboard.png` and `artifacts/dashboard-job.png`. Fails when Chromium is missing, unless
 /// `VICHAIN_SKIP_BROWSER=1`.
 #[test]
 fn the_dashboard_shows_the_chain_workers_and_jobs_in_chromium() {
@@ -527,6 +527,7 @@ fn the_dashboard_shows_the_chain_workers_and_jobs_in_chromium() {
         "pending"
     );
     assert!(browser.eval("return document.getElementById('overview').hidden") == true);
+    browser.screenshot(&shot.with_file_name("dashboard-job.png"));
     // An unknown job shows the API's error.
     browser.goto(&format!("{page}#/jobs/999"));
     let err = browser.wait_for(

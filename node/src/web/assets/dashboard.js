@@ -208,7 +208,7 @@ function flatten(obj, prefix = "", out = []) {
   for (const [k, v] of Object.entries(obj)) {
     const key = prefix ? `${prefix}.${k}` : k;
     if (v && typeof v === "object" && !Array.isArray(v)) flatten(v, key, out);
-    else out.push([key, v === null ? "-" : Array.isArray(v) ? JSON.stringify(v) : String(v)]);
+    else out.push([key, v === null || v === "" ? "-" : Array.isArray(v) ? JSON.stringify(v) : String(v)]);
   }
   return out;
 }
