@@ -81,8 +81,36 @@ fn dev_with_metrics(home: &Path, grpc: u16, metrics: u16) -> Node {
     )
 }
 
-/// Registers a model `digits` (one shard, k = 1), a worker serving it, and
-/// submits job 1, each through the `vichain` CLI, waiting for inclusion.
+/// The hash of block `height`, as the state keeps it (the nonce TEE evidence binds).
+fn recent_block_hash(grpc: u16, height: u64) -> String {
+    use vichain_proto::v1::{
+        QueryRequest, node_service_client::NodeServiceClient, query_request::Target,
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut client = NodeServiceClient::connect(format!("http://127.0.0.1:{grpc}"))
+            .await
+            .unwrap();
+        let key = vichain_consensus::state_key::recent_block_hash(height);
+        let r = client
+            .query(QueryRequest {
+                target: Some(Target::Key(key.into_bytes())),
+                height: 0,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(r.found, "no hash of block {height}");
+        hex::encode(r.value)
+    })
+}
+
+/// Registers a model `digits` (one shard, k = 1) and a worker serving it with a
+/// (simulated) TEE attestation, and submits job 1, each through the `vichain` CLI,
+/// waiting for inclusion.
 fn register_worker_and_submit_job(dir: &Path, grpc: u16, keys: &Path) {
     let spec = dir.join("digits.json");
     std::fs::write(
@@ -119,6 +147,34 @@ fn register_worker_and_submit_job(dir: &Path, grpc: u16, keys: &Path) {
         "5000",
         "--serves",
         "digits:0",
+        "--json",
+    ]);
+    // The dev attester's evidence, bound to the dev key and a recent block.
+    let dev_key = json(&cli(grpc, keys, &["keys", "show", "dev", "--json"]));
+    let height = wait_for_height(grpc, keys, 1)["height"].as_u64().unwrap();
+    let evidence = dir.join("worker.vtee");
+    let made = Command::new(VICHAIND)
+        .args(["tee", "simulate", "--secret", &"09".repeat(32)])
+        .args(["--measurement", &"bb".repeat(48), "--operator-key"])
+        .arg(dev_key["public_key"].as_str().unwrap())
+        .args(["--chain-id", "vichain-dev", "--nonce"])
+        .arg(recent_block_hash(grpc, height))
+        .arg("--out")
+        .arg(&evidence)
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    tx(&[
+        "tx",
+        "submit-attestation",
+        "--evidence",
+        evidence.to_str().unwrap(),
+        "--nonce-height",
+        &height.to_string(),
         "--json",
     ]);
     tx(&[
@@ -222,6 +278,17 @@ fn metrics_and_the_json_api_follow_transactions_and_blocks() {
             >= 1.0,
         "{after}"
     );
+    assert!(
+        sample(
+            &after,
+            "vichain_verification_attestations_total",
+            "kind=\"simulated\",result=\"ok\""
+        )
+        .unwrap_or(0.0)
+            >= 1.0,
+        "{after}"
+    );
+    assert_eq!(sample(&after, "vichain_workers_attested", ""), Some(1.0));
     assert!(sample(&after, "vichain_chain_blocks_total", "").unwrap() > blocks_before);
     assert!(sample(&after, "vichain_chain_height", "").unwrap() >= 3.0);
     assert_eq!(sample(&after, "vichain_workers_registered", ""), Some(1.0));
@@ -262,7 +329,10 @@ fn metrics_and_the_json_api_follow_transactions_and_blocks() {
         w["serves"],
         json!([{"model_id": "digits", "shard_index": 0}])
     );
-    assert_eq!(w["attestation"], Value::Null);
+    assert_eq!(w["attestation"]["kind"], "simulated", "{w}");
+    assert_eq!(w["attestation"]["simulated"], true);
+    assert_eq!(w["attestation"]["current"], true);
+    assert_eq!(w["attestation"]["measurement"], "bb".repeat(48));
 
     let (_, jobs) = http.get_json(&format!("{base}/api/jobs?limit=10"));
     let j = &jobs["jobs"][0];
@@ -482,6 +552,10 @@ fn the_dashboard_shows_the_chain_workers_and_jobs_in_chromium() {
     let row = row.as_str().unwrap();
     assert!(row.contains("digits:0"), "{row}");
     assert!(row.contains("5000"), "{row}");
+    assert!(
+        row.contains("simulated") && row.contains("current"),
+        "{row}"
+    );
     assert_eq!(
         browser.eval("return document.querySelectorAll('#workers tbody tr').length"),
         1

@@ -161,8 +161,8 @@ function renderCharts() {
 
 function attestationCell(a) {
   if (!a) return el("span", { class: "muted" }, "none");
-  const tags = [el("span", { class: "tag" }, a.kind)];
-  if (a.simulated) tags.push(el("span", { class: "tag sim" }, "simulated"));
+  const kind = a.simulated && a.kind !== "simulated" ? `${a.kind} (simulated)` : a.kind;
+  const tags = [el("span", { class: a.simulated ? "tag sim" : "tag", title: `TCB ${a.tcb_status}` }, kind)];
   tags.push(el("span", { class: a.current ? "tag ok" : "tag bad" }, a.current ? "current" : "expired"));
   return el("span", {}, ...tags);
 }
