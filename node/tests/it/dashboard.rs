@@ -64,7 +64,7 @@ impl Http {
 }
 
 /// `vichaind dev` with its metrics server on `metrics`.
-fn dev_with_metrics(home: &Path, grpc: u16, metrics: u16) -> Node {
+pub fn dev_with_metrics(home: &Path, grpc: u16, metrics: u16) -> Node {
     Node(
         Command::new(VICHAIND)
             .args(["dev", "--block-time", "200ms", "--grpc"])

@@ -452,7 +452,8 @@ fn zk_keys_and_proofs_from_the_command_line_are_verified_on_chain() {
     // On chain.
     let home = dir.path().join("node");
     let grpc = free_port();
-    let _node = dev(&home, grpc);
+    let metrics_port = free_port();
+    let _node = dashboard::dev_with_metrics(&home, grpc, metrics_port);
     let client = home.clone();
     wait_for_height(grpc, &client, 1);
     let spec = dir.path().join("digits.json");
@@ -532,6 +533,33 @@ fn zk_keys_and_proofs_from_the_command_line_are_verified_on_chain() {
     assert!(!again.status.success());
     let again: Value = serde_json::from_slice(&again.stdout).unwrap();
     assert_eq!(again["code"], 15, "{again}");
+
+    // The operator's view: the verification on the job, and in the metrics.
+    let http = dashboard::Http::new();
+    let base = format!("http://127.0.0.1:{metrics_port}");
+    let (_, api) = http.get_json(&format!("{base}/api/jobs/1"));
+    assert_eq!(api["verification"]["proof_verified"], true, "{api}");
+    assert_eq!(api["verification"]["output"], job["output"], "{api}");
+    assert_eq!(api["verification"]["prover"], dev_address(&client, grpc));
+    let (_, text) = http.get(&format!("{base}/metrics"));
+    let verified = text
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("vichain_verification_proofs_total{mode=\"single\",result=\"ok\"} ")
+        })
+        .unwrap_or_else(|| panic!("no verified proof counted:\n{text}"));
+    assert!(verified.parse::<f64>().unwrap() >= 1.0);
+    assert!(text.contains("vichain_verification_proof_duration_seconds_count{mode=\"single\"}"));
+    assert!(
+        text.contains("vichain_chain_checktx_rejections_total{reason=\"already_exists\"}"),
+        "{text}"
+    );
+}
+
+/// The address of the dev key, which signs when no --from is given.
+fn dev_address(keys: &Path, grpc: u16) -> String {
+    let dev = json(&cli(grpc, keys, &["keys", "show", "dev", "--json"]));
+    dev["address"].as_str().unwrap().to_owned()
 }
 
 /// `vichaind tee verify` on genuine Intel SGX and AMD SEV-SNP evidence (the tee
