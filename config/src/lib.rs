@@ -14,7 +14,8 @@ pub use genesis::{
     PolicyConfig, PubKeyJson, default_consensus_params,
 };
 pub use node::{
-    AbciAddr, AbciConfig, CometConfig, DevConfig, GrpcConfig, MempoolConfig, NodeConfig,
+    AbciAddr, AbciConfig, CometConfig, DevConfig, GrpcConfig, MempoolConfig, MetricsConfig,
+    NodeConfig,
 };
 
 /// Errors of loading or validating configuration.

@@ -15,6 +15,7 @@ pub struct NodeConfig {
     pub cometbft: CometConfig,
     pub mempool: MempoolConfig,
     pub dev: DevConfig,
+    pub metrics: MetricsConfig,
 }
 
 impl Default for NodeConfig {
@@ -26,6 +27,7 @@ impl Default for NodeConfig {
             cometbft: CometConfig::default(),
             mempool: MempoolConfig::default(),
             dev: DevConfig::default(),
+            metrics: MetricsConfig::default(),
         }
     }
 }
@@ -97,6 +99,26 @@ impl Default for GrpcConfig {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 9090)),
+        }
+    }
+}
+
+/// The node's HTTP server: Prometheus `/metrics`, the dashboard at `/` and its
+/// JSON API under `/api/`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    pub enabled: bool,
+    /// Listen address. CometBFT's own Prometheus endpoint defaults to :26660 too;
+    /// `vichaind init` leaves CometBFT's off.
+    pub listen: SocketAddr,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen: SocketAddr::from(([127, 0, 0, 1], 26660)),
         }
     }
 }
@@ -221,6 +243,8 @@ const HEADER: &str = "\
 # [mempool]           bounds of the in-process mempool of `vichaind dev`
 # [dev] block_time    interval between blocks of `vichaind dev` (e.g. \"1s\", \"250ms\")
 # [dev] max_block_bytes   largest block produced by `vichaind dev`
+# [metrics] enabled   serve Prometheus /metrics, the dashboard (/) and its JSON API (/api/)
+# [metrics] listen    address of that HTTP server
 #
 # Every field may be omitted; omitted fields take the defaults shown here.
 ";
@@ -251,6 +275,17 @@ mod tests {
         );
         assert!(AbciAddr::parse("localhost").is_err());
         assert!(AbciAddr::parse("unix://").is_err());
+    }
+
+    #[test]
+    fn a_config_without_a_metrics_section_takes_the_default() {
+        let cfg: NodeConfig = toml::from_str("moniker = \"x\"").unwrap();
+        assert_eq!(cfg.metrics, MetricsConfig::default());
+        assert_eq!(cfg.metrics.listen.port(), 26660);
+        let cfg: NodeConfig =
+            toml::from_str("[metrics]\nenabled = false\nlisten = \"0.0.0.0:9100\"").unwrap();
+        assert!(!cfg.metrics.enabled);
+        assert_eq!(cfg.metrics.listen.port(), 9100);
     }
 
     #[test]

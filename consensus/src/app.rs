@@ -16,7 +16,7 @@ use crate::{
     Error, Result, TxError,
     error::CODESPACE,
     exec::{self, BlockCtx, Event, TxOutcome},
-    genesis, jobs,
+    genesis, jobs, metrics,
     proofs::{self, KeyCache, ProofCtx},
     query::{self, QueryResult},
     state::{Overlay, StateReadExt},
@@ -246,6 +246,7 @@ impl App {
         ctx.proofs.verdicts = Arc::new(verdicts);
     }
 
+    #[tracing::instrument(level = "debug", name = "check_tx", skip_all, fields(bytes = tx.len()))]
     pub fn check_tx(&mut self, tx: &[u8]) -> Result<abci::ResponseCheckTx> {
         let Some(c) = self.store.committed()? else {
             return Ok(abci::ResponseCheckTx {
@@ -267,6 +268,7 @@ impl App {
         self.check_changes = check.into_changes();
         if result.code != 0 {
             debug!(code = result.code, log = %result.log, "CheckTx rejected");
+            metrics::check_tx_rejected(result.code);
         }
         Ok(abci::ResponseCheckTx {
             code: result.code,
@@ -281,6 +283,7 @@ impl App {
         })
     }
 
+    #[tracing::instrument(level = "debug", name = "prepare_proposal", skip_all, fields(height = req.height, txs = req.txs.len()))]
     pub fn prepare_proposal(
         &mut self,
         req: &abci::RequestPrepareProposal,
@@ -314,6 +317,7 @@ impl App {
         Ok(abci::ResponsePrepareProposal { txs })
     }
 
+    #[tracing::instrument(level = "debug", name = "process_proposal", skip_all, fields(height = req.height, txs = req.txs.len()))]
     pub fn process_proposal(
         &mut self,
         req: &abci::RequestProcessProposal,
@@ -371,10 +375,12 @@ impl App {
         }
     }
 
+    #[tracing::instrument(level = "info", name = "finalize_block", skip_all, fields(height = req.height, txs = req.txs.len()))]
     pub fn finalize_block(
         &mut self,
         req: &abci::RequestFinalizeBlock,
     ) -> Result<abci::ResponseFinalizeBlock> {
+        let started = std::time::Instant::now();
         let height = height_of(req.height)?;
         if let Some(p) = &self.pending {
             return Err(Error::Protocol(format!(
@@ -392,6 +398,7 @@ impl App {
         };
         let decoded = decode_all(&req.txs, ctx.params.max_tx_bytes, &self.sig_cache);
         self.preverify(&mut ctx, &req.txs, &decoded);
+        let kinds = metrics::tx_kinds(&decoded);
         let mut state = Overlay::new(self.store.as_ref());
         state.put_u64(state_key::HEIGHT, height);
         state.put_u64(state_key::BLOCK_TIME, time.max(0) as u64);
@@ -435,16 +442,21 @@ impl App {
             app_hash = hex::encode(app_hash),
             "FinalizeBlock"
         );
-        Ok(abci::ResponseFinalizeBlock {
+        let response = abci::ResponseFinalizeBlock {
             events: block_events,
             tx_results,
             validator_updates,
             consensus_param_updates: None,
             app_hash: app_hash.to_vec().into(),
-        })
+        };
+        let prev_time = self.store.get_u64(state_key::BLOCK_TIME).ok().flatten();
+        metrics::block_finalized(height, time, prev_time, &kinds, &response, started);
+        Ok(response)
     }
 
+    #[tracing::instrument(level = "info", name = "commit", skip_all)]
     pub fn commit(&mut self) -> Result<abci::ResponseCommit> {
+        let started = std::time::Instant::now();
         let pending = self
             .pending
             .take()
@@ -452,6 +464,7 @@ impl App {
         let height = pending.height;
         self.store.commit(pending)?;
         self.check_changes.clear();
+        metrics::block_committed(height, started);
         debug!(height, "Commit");
         Ok(abci::ResponseCommit { retain_height: 0 })
     }

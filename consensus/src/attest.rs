@@ -103,12 +103,14 @@ pub(crate) fn verify(
     time_ns: i64,
 ) -> Result<VerifiedAttestation, TxError> {
     let at = u64::try_from(time_ns / 1_000_000_000).unwrap_or(0);
-    Verifier::new()
-        .allow_simulated(params.allow_simulated_tee)
-        .verify(evidence, at)
-        .map_err(|e| TxError::AttestationInvalid {
-            reason: e.to_string(),
-        })
+    crate::metrics::attestation_verification(evidence.kind().as_str(), || {
+        Verifier::new()
+            .allow_simulated(params.allow_simulated_tee)
+            .verify(evidence, at)
+            .map_err(|e| TxError::AttestationInvalid {
+                reason: e.to_string(),
+            })
+    })
 }
 
 /// What the worker record keeps.

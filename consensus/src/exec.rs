@@ -774,6 +774,7 @@ fn submit_job(
     out.events.push(
         Event::new("job_assigned")
             .attr("job_id", id)
+            .attr("model_id", &j.model_id)
             .attr("workers", assigned.join(","))
             .attr("commit_deadline", job.commit_deadline)
             .attr("reveal_deadline", job.reveal_deadline),

@@ -665,7 +665,7 @@ fn tally(
         );
         return Ok(());
     }
-    fail(state, ctx, job, "no quorum", events)
+    fail(state, ctx, job, "no_quorum", events)
 }
 
 fn credit(state: &mut Overlay<'_>, to: &Address, amount: u64) -> Result<(), Error> {
@@ -693,6 +693,7 @@ fn judge(
     ctx: &crate::BlockCtx,
     a: &mut pb::Assignment,
     verdict: pb::Verdict,
+    events: &mut Vec<Event>,
 ) -> Result<(), Error> {
     a.verdict = verdict as i32;
     let addr = Address::from_bytes(&a.operator)
@@ -710,11 +711,18 @@ fn judge(
                 .unwrap_or(w.stake);
             w.stake -= slash;
             a.slashed = slash;
+            events.push(
+                Event::new("worker_slashed")
+                    .attr("worker", addr)
+                    .attr("amount", slash),
+            );
+            events.push(Event::new("worker_penalized").attr("worker", addr));
             let pool = state.get_u64(state_key::FEE_POOL)?.unwrap_or(0);
             state.put_u64(state_key::FEE_POOL, pool.saturating_add(slash));
         }
         pb::Verdict::Absent => {
             w.reputation = scale_reputation(w.reputation, ctx.params.reputation_penalty_ppm);
+            events.push(Event::new("worker_penalized").attr("worker", addr));
         }
         pb::Verdict::NoQuorum | pb::Verdict::Unspecified => {}
     }
@@ -769,7 +777,7 @@ fn finalize(
         } else {
             pb::Verdict::Absent
         };
-        judge(state, ctx, a, verdict)?;
+        judge(state, ctx, a, verdict, events)?;
         if verdict != pb::Verdict::Agreed {
             continue;
         }
@@ -813,6 +821,7 @@ fn finalize(
             .attr("outcome", &job.outcome)
             .attr("agreed", agreed.join(","))
             .attr("latency_blocks", ctx.height - job.submitted_height)
+            .attr("submitted_time_ns", job.submitted_time_ns)
             .attr("diverged_stage", job.diverged_stage),
     );
     Ok(())
@@ -854,7 +863,7 @@ fn fail(
         } else {
             pb::Verdict::Absent
         };
-        judge(state, ctx, a, verdict)?;
+        judge(state, ctx, a, verdict, events)?;
     }
     job.assignments = assignments;
     job.outcome = "no_quorum".into();

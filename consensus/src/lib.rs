@@ -8,6 +8,10 @@
 //! rejected one gets a [`TxError`] with a stable code. Queries return values with
 //! ics23 proofs that [`query::verify`] checks against an app hash.
 //!
+//! [`metrics`] records operators' metrics (through the `metrics` facade) once per
+//! finalized block, from its results and events, and keeps the recent blocks the
+//! node's dashboard shows.
+//!
 //! The ledger links neither candle nor libp2p: it stores bytes and integers, and
 //! every validator computes the same app hash from the same blocks.
 //!
@@ -27,6 +31,7 @@ mod error;
 mod exec;
 mod genesis;
 mod jobs;
+pub mod metrics;
 mod proofs;
 pub mod query;
 mod state;

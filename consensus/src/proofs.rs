@@ -215,10 +215,12 @@ impl ProofCtx {
         if let Some(v) = self.verdicts.get(&verdict_key(claim, proof)) {
             return v.clone();
         }
-        self.keys
-            .get(vk, &claim.vk_hash)
-            .and_then(|k| k.verify_inference(&claim.public, proof))
-            .map_err(|e| e.to_string())
+        crate::metrics::proof_verification(|| {
+            self.keys
+                .get(vk, &claim.vk_hash)
+                .and_then(|k| k.verify_inference(&claim.public, proof))
+                .map_err(|e| e.to_string())
+        })
     }
 }
 
@@ -287,7 +289,8 @@ pub(crate) fn preverify(
                 .iter()
                 .map(|(_, public, proof)| (public.clone(), proof.clone()))
                 .collect();
-            let results = key.verify_inference_batch(&batch, randomness);
+            let results =
+                crate::metrics::proof_batch(|| key.verify_inference_batch(&batch, randomness));
             for ((k, _, _), r) in chunk.iter().zip(results) {
                 verdicts.insert(*k, r.map_err(|e| e.to_string()));
             }

@@ -146,6 +146,7 @@ impl DevChain {
         let mut app = self.app()?;
         let mut pool = self.pool()?;
         if pool.hashes.contains(&hash) {
+            vichain_consensus::metrics::check_tx_rejected(CODE_DUPLICATE);
             return Ok(Submitted {
                 code: CODE_DUPLICATE,
                 log: "transaction is already in the mempool".into(),
@@ -155,6 +156,7 @@ impl DevChain {
         if pool.txs.len() >= self.limits.max_txs
             || pool.bytes + tx.len() as u64 > self.limits.max_bytes
         {
+            vichain_consensus::metrics::check_tx_rejected(CODE_MEMPOOL_FULL);
             return Ok(Submitted {
                 code: CODE_MEMPOOL_FULL,
                 log: format!(
@@ -170,6 +172,7 @@ impl DevChain {
             pool.hashes.insert(hash);
             pool.bytes += tx.len() as u64;
             pool.txs.push_back(tx);
+            crate::metrics::mempool(pool.txs.len(), pool.bytes);
         }
         Ok(Submitted {
             code: r.code,
@@ -187,6 +190,7 @@ impl DevChain {
             .committed()?
             .context("no genesis: run the handshake first")?;
         let height = committed.height.max(committed.initial_height - 1) + 1;
+        let _span = tracing::info_span!("block", height).entered();
         let last_time = store.get_u64(state_key::BLOCK_TIME)?.unwrap_or(0) as i64;
         let time = timestamp(now_ns().max(last_time + 1_000_000));
         let offered: Vec<Vec<u8>> = pool.txs.drain(..).collect();
@@ -236,6 +240,7 @@ impl DevChain {
                 pool.txs.push_back(tx);
             }
         }
+        crate::metrics::mempool(pool.txs.len(), pool.bytes);
         let app_hash: [u8; 32] = finalized
             .app_hash
             .as_ref()

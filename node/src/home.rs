@@ -152,6 +152,7 @@ pub fn init(home: &Home, opts: &InitOptions) -> Result<InitSummary> {
     config.abci.listen = format!("tcp://127.0.0.1:{}", 26658 + off);
     config.grpc.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 9090 + off));
     config.cometbft.rpc = format!("http://127.0.0.1:{}", 26657 + off);
+    config.metrics.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 26660 + off));
     config.save(&home.config())?;
 
     let genesis = Genesis {

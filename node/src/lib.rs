@@ -11,6 +11,9 @@
 //! - [`comet`]: forwarding transactions to CometBFT's RPC in `vichaind start`.
 //! - [`job_service`]: the `JobService` gRPC server (submit, get with proof, watch).
 //! - [`keys`]: the client keyring.
+//! - [`metrics`]: the Prometheus exporter and the node's own metrics.
+//! - [`web`]: the HTTP server on the metrics address: `/metrics`, the dashboard
+//!   page and its JSON API.
 //! - [`tasks`]: named, supervised tasks with a shutdown signal.
 //! - [`tee_tool`]: `vichaind tee verify|simulate`.
 //! - [`zk_tool`]: `vichaind zk setup|prove|verify` and `vichaind model commit`.
@@ -22,9 +25,11 @@ pub mod grpc;
 pub mod home;
 pub mod job_service;
 pub mod keys;
+pub mod metrics;
 pub mod runner;
 pub mod tasks;
 pub mod tee_tool;
+pub mod web;
 pub mod zk_tool;
 
 /// The version string of both binaries.

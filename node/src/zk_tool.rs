@@ -357,6 +357,7 @@ pub struct ProveOptions {
 }
 
 /// Runs the model on the input and proves it for the job.
+#[tracing::instrument(level = "info", name = "zk_prove", skip_all, fields(job_id = opts.job_id))]
 pub fn prove(
     model_path: &Path,
     pk_path: &Path,
@@ -368,6 +369,7 @@ pub fn prove(
     let pk = vichain_zk::decode_proving_key(&pk_bytes, &hash)
         .with_context(|| format!("refusing proving key {}", pk_path.display()))?;
     let vk_hash = KeyHash::of(&vichain_zk::encode_verifying_key(&pk.vk)?);
+    let started = std::time::Instant::now();
     let (public, proof) = vichain_zk::prove_inference(
         &pk,
         model,
@@ -381,6 +383,7 @@ pub fn prove(
         JobId::from_u64(opts.job_id),
         &mut rand::rngs::OsRng,
     )?;
+    crate::metrics::zk_proved(started.elapsed());
     Ok(ProofBundle {
         job_id: opts.job_id,
         proof: hex::encode(proof),

@@ -17,7 +17,7 @@ use vichain_node::{
     grpc::{self, NodeServer, TxSink},
     home::{self, Home, InitOptions},
     tasks::TaskManager,
-    tee_tool, zk_tool,
+    tee_tool, web, zk_tool,
 };
 
 #[derive(Debug, Parser)]
@@ -29,6 +29,10 @@ use vichain_node::{
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Log format: text for people, json (one object per line) for machines.
+    /// Filter with RUST_LOG (default info).
+    #[arg(long, global = true, env = "VICHAIN_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -46,6 +50,9 @@ enum Command {
     Start {
         #[arg(long, env = "VICHAIN_HOME")]
         home: PathBuf,
+        /// Metrics, dashboard and JSON API address (overrides config.toml).
+        #[arg(long, env = "VICHAIN_METRICS_ADDR")]
+        metrics_addr: Option<std::net::SocketAddr>,
     },
     /// Run a complete single-node chain in this process (creates the home if needed).
     Dev {
@@ -62,6 +69,9 @@ enum Command {
         /// (0: none, a bare chain).
         #[arg(long, default_value_t = 3)]
         workers: usize,
+        /// Metrics, dashboard and JSON API address (overrides config.toml).
+        #[arg(long, env = "VICHAIN_METRICS_ADDR")]
+        metrics_addr: Option<std::net::SocketAddr>,
     },
     /// Create N validator homes sharing one genesis, for a local CometBFT network.
     Localnet {
@@ -338,14 +348,18 @@ fn run() -> Result<()> {
             ",gr1cs=off,ark_relations=off,ark_r1cs_std=off,ark_groth16=off,ark_crypto_primitives=off",
         );
     }
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_new(&filter)
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_target(false)
-        .init();
     let cli = Cli::parse();
+    let env_filter = tracing_subscriber::EnvFilter::try_new(&filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt().with_env_filter(env_filter);
+    if cli.log_format == "json" {
+        logs.json()
+            .with_current_span(true)
+            .with_span_list(true)
+            .init();
+    } else {
+        logs.with_target(false).init();
+    }
     match cli.command {
         Command::Init {
             home,
@@ -391,7 +405,7 @@ fn run() -> Result<()> {
             }
             Ok(())
         }
-        Command::Start { home } => runtime()?.block_on(start(Home::new(home))),
+        Command::Start { home, metrics_addr } => block_on(start(Home::new(home), metrics_addr)),
         Command::Zk(cmd) => zk(cmd),
         Command::Tee(cmd) => tee(cmd),
         Command::Model(ModelCmd::Split {
@@ -422,13 +436,24 @@ fn run() -> Result<()> {
             block_time,
             grpc,
             workers,
-        } => runtime()?.block_on(dev(
+            metrics_addr,
+        } => block_on(dev(
             Home::new(home.unwrap_or_else(Home::default_path)),
             block_time,
             grpc,
             workers,
+            metrics_addr,
         )),
     }
+}
+
+/// Runs `fut` to completion, then stops without waiting for blocking work still in
+/// flight (a Groth16 setup or a model load started before a shutdown signal).
+fn block_on<T>(fut: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    let rt = runtime()?;
+    let out = rt.block_on(fut);
+    rt.shutdown_timeout(Duration::from_secs(1));
+    out
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
@@ -446,8 +471,11 @@ fn open_app(home: &Home) -> Result<(Arc<Storage>, Arc<Mutex<App>>)> {
     Ok((store, app))
 }
 
-async fn start(home: Home) -> Result<()> {
-    let config = home.load_config()?;
+async fn start(home: Home, metrics_addr: Option<std::net::SocketAddr>) -> Result<()> {
+    let mut config = home.load_config()?;
+    if let Some(addr) = metrics_addr {
+        config.metrics.listen = addr;
+    }
     let (store, app) = open_app(&home)?;
     let mut tasks = TaskManager::new();
     let addr = AbciAddr::parse(&config.abci.listen)?;
@@ -462,12 +490,14 @@ async fn start(home: Home) -> Result<()> {
         Ok(())
     });
     let rpc = CometRpc::new(&config.cometbft.rpc, config.cometbft.timeout)?;
+    let chain_id = Genesis::load(&home.genesis()).map_or_else(|_| String::new(), |g| g.chain_id);
+    web::spawn(&mut tasks, &config.metrics, store.clone(), None, &chain_id)?;
     let server = NodeServer::new(store, TxSink::Comet(rpc));
     tasks.spawn_critical(
         "grpc",
         grpc::serve(config.grpc.listen, server, tasks.shutdown()),
     );
-    info!(home = %home.root.display(), abci = %addr, grpc = %config.grpc.listen, cometbft_rpc = %config.cometbft.rpc, "vichaind started; waiting for CometBFT");
+    info!(home = %home.root.display(), abci = %addr, grpc = %config.grpc.listen, metrics = %config.metrics.listen, cometbft_rpc = %config.cometbft.rpc, "vichaind started; waiting for CometBFT");
     tasks.run().await
 }
 
@@ -476,6 +506,7 @@ async fn dev(
     block_time: Option<Duration>,
     grpc_addr: Option<std::net::SocketAddr>,
     workers: usize,
+    metrics_addr: Option<std::net::SocketAddr>,
 ) -> Result<()> {
     if !home.is_initialized() {
         let s = home::init(
@@ -496,6 +527,9 @@ async fn dev(
     if let Some(addr) = grpc_addr {
         config.grpc.listen = addr;
     }
+    if let Some(addr) = metrics_addr {
+        config.metrics.listen = addr;
+    }
     config.validate()?;
     let genesis = Genesis::load(&home.genesis())?;
     let proposer = home
@@ -512,6 +546,13 @@ async fn dev(
     let height = chain.handshake(&genesis)?;
 
     let mut tasks = TaskManager::new();
+    web::spawn(
+        &mut tasks,
+        &config.metrics,
+        store.clone(),
+        Some(chain.clone()),
+        &genesis.chain_id,
+    )?;
     let server = NodeServer::new(store.clone(), TxSink::Dev(chain.clone()));
     tasks.spawn_critical(
         "grpc",
@@ -536,6 +577,7 @@ async fn dev(
         chain_id = %genesis.chain_id,
         height,
         grpc = %config.grpc.listen,
+        dashboard = %format!("http://{}/", config.metrics.listen),
         block_time = ?config.dev.block_time,
         home = %home.root.display(),
         dev_account = %dev_addr,

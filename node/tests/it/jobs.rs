@@ -19,6 +19,7 @@ fn dev_with_workers(home: &Path, grpc: u16) -> Node {
         Command::new(VICHAIND)
             .args(["dev", "--workers", "3", "--block-time", "200ms", "--grpc"])
             .arg(format!("127.0.0.1:{grpc}"))
+            .args(["--metrics-addr", "127.0.0.1:0"])
             .arg("--home")
             .arg(home)
             .env("RUST_LOG", "warn")
@@ -30,7 +31,7 @@ fn dev_with_workers(home: &Path, grpc: u16) -> Node {
 }
 
 /// Waits until `model` is registered and at least `n` workers serve it.
-fn wait_for_workers(grpc: u16, keys: &Path, model: &str, n: usize) {
+pub(super) fn wait_for_workers(grpc: u16, keys: &Path, model: &str, n: usize) {
     for _ in 0..1200 {
         let out = cli(grpc, keys, &["workers", "--json"]);
         if out.status.success() {

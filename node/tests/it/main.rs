@@ -13,6 +13,8 @@ use std::{
 
 use serde_json::Value;
 
+mod dashboard;
+mod grafana;
 mod jobs;
 
 const VICHAIND: &str = env!("CARGO_BIN_EXE_vichaind");
@@ -58,6 +60,7 @@ fn dev(home: &Path, grpc: u16) -> Node {
         Command::new(VICHAIND)
             .args(["dev", "--workers", "0", "--block-time", "200ms", "--grpc"])
             .arg(format!("127.0.0.1:{grpc}"))
+            .args(["--metrics-addr", "127.0.0.1:0"])
             .arg("--home")
             .arg(home)
             .env("RUST_LOG", "warn")
@@ -245,10 +248,13 @@ fn start_serves_cometbft_over_abci_and_clients_over_grpc() {
         .replace("127.0.0.1:9090", &format!("127.0.0.1:{grpc}"))
         .replace("http://127.0.0.1:26657", "http://127.0.0.1:9");
     std::fs::write(home.join("config.toml"), config).unwrap();
+    let metrics_port = free_port();
     let mut node = Node(
         Command::new(VICHAIND)
             .args(["start", "--home"])
             .arg(&home)
+            .arg("--metrics-addr")
+            .arg(format!("127.0.0.1:{metrics_port}"))
             .env("RUST_LOG", "warn")
             .stderr(Stdio::null())
             .spawn()
@@ -296,6 +302,23 @@ fn start_serves_cometbft_over_abci_and_clients_over_grpc() {
     assert_eq!(status["height"], 1);
     assert_eq!(status["mode"], "cometbft");
     assert_eq!(status["app_hash"], hex::encode(&fin.app_hash));
+    // The dashboard's API and /metrics serve `start` as they serve `dev`.
+    let http = dashboard::Http::new();
+    let api = http.get_json(&format!("http://127.0.0.1:{metrics_port}/api/status"));
+    assert_eq!(api.1["height"], 1);
+    assert_eq!(api.1["mode"], "cometbft");
+    assert_eq!(api.1["app_hash"], hex::encode(&fin.app_hash));
+    let text = http
+        .get(&format!("http://127.0.0.1:{metrics_port}/metrics"))
+        .1;
+    assert!(text.contains("vichain_chain_blocks_total 1\n"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "vichain_chain_app_hash_info{{app_hash=\"{}\"}} 1",
+            hex::encode(&fin.app_hash)
+        )),
+        "{text}"
+    );
 
     // With CometBFT's RPC unreachable, a broadcast fails with a message saying so.
     let t = Command::new(VICHAIN)
@@ -430,7 +453,8 @@ fn zk_keys_and_proofs_from_the_command_line_are_verified_on_chain() {
     // On chain.
     let home = dir.path().join("node");
     let grpc = free_port();
-    let _node = dev(&home, grpc);
+    let metrics_port = free_port();
+    let _node = dashboard::dev_with_metrics(&home, grpc, metrics_port, 0);
     let client = home.clone();
     wait_for_height(grpc, &client, 1);
     let spec = dir.path().join("digits.json");
@@ -510,6 +534,33 @@ fn zk_keys_and_proofs_from_the_command_line_are_verified_on_chain() {
     assert!(!again.status.success());
     let again: Value = serde_json::from_slice(&again.stdout).unwrap();
     assert_eq!(again["code"], 15, "{again}");
+
+    // The operator's view: the verification on the job, and in the metrics.
+    let http = dashboard::Http::new();
+    let base = format!("http://127.0.0.1:{metrics_port}");
+    let (_, api) = http.get_json(&format!("{base}/api/jobs/1"));
+    assert_eq!(api["verification"]["proof_verified"], true, "{api}");
+    assert_eq!(api["verification"]["output"], job["output"], "{api}");
+    assert_eq!(api["verification"]["prover"], dev_address(&client, grpc));
+    let (_, text) = http.get(&format!("{base}/metrics"));
+    let verified = text
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("vichain_verification_proofs_total{mode=\"single\",result=\"ok\"} ")
+        })
+        .unwrap_or_else(|| panic!("no verified proof counted:\n{text}"));
+    assert!(verified.parse::<f64>().unwrap() >= 1.0);
+    assert!(text.contains("vichain_verification_proof_duration_seconds_count{mode=\"single\"}"));
+    assert!(
+        text.contains("vichain_chain_checktx_rejections_total{reason=\"already_exists\"}"),
+        "{text}"
+    );
+}
+
+/// The address of the dev key, which signs when no --from is given.
+fn dev_address(keys: &Path, grpc: u16) -> String {
+    let dev = json(&cli(grpc, keys, &["keys", "show", "dev", "--json"]));
+    dev["address"].as_str().unwrap().to_owned()
 }
 
 /// `vichaind tee verify` on genuine Intel SGX and AMD SEV-SNP evidence (the tee

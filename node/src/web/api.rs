@@ -1,0 +1,391 @@
+//! The dashboard's JSON API. Every response is an object; errors are
+//! `{"error": "...", "status": N}` with that HTTP status. Fields are only ever
+//! added, never renamed or removed, so scripts may rely on them:
+//!
+//! - `GET /api/status`: `chain_id`, `height` (0 before the first block), `app_hash`
+//!   (hex), `block_time_ns` (unix ns of the last block), `block_time` (RFC 3339),
+//!   `mode` (`dev` | `cometbft`), `version`, `mempool_txs` (dev only, else null),
+//!   `models`, `workers` (registered counts).
+//! - `GET /api/blocks?limit=N` (1..=512, default 100): `{"blocks": [...]}`, newest
+//!   first, the blocks this process committed since it started: `height`,
+//!   `time_ns`, `txs`, `failed_txs`, `app_hash`, `finalize_seconds`,
+//!   `jobs_submitted`, `jobs_finalized`, `jobs_failed`, `job_latency_seconds_sum`.
+//! - `GET /api/workers?limit=N` (1..=1000, default 200): `{"height", "workers": [...]}`
+//!   in operator order: `operator` (bech32), `peer_id`, `stake`, `reputation`
+//!   (1.0 = neutral), `serves` (`[{model_id, shard_index}]`), `registered_height`,
+//!   `attestation` (null, or `kind`, `simulated`, `tcb_status`, `debug`,
+//!   `measurement`, `valid_until` (unix s), `attested_height`, `expiry_height`,
+//!   `current`: whether it still counts at the last block).
+//! - `GET /api/jobs?limit=N` (1..=200, default 50): `{"height", "jobs": [...]}`, newest
+//!   first; `GET /api/jobs/{id}`: one job, 404 if there is none. A job: `id`,
+//!   `model_id`, `status` (`pending` | `assigned` | `revealing` | `finalized` |
+//!   `failed` | `unknown`), `client`, `k`, `escrow`, `privacy`, `submitted_height`,
+//!   `submitted_time_ns`, `input_bytes`, `input_hash`, `tx_hash`, `outcome`
+//!   (`unanimous` | `majority` | `no_quorum` | empty while open), `round`,
+//!   `commit_deadline`, `reveal_deadline`, `finalized_height`, `refund`, `failure`,
+//!   `result` (null or `values` (count), `first_values`, `text`), `agreed` (operator
+//!   addresses), `assignments` (`worker`, `round`, `committed`, `revealed`,
+//!   `proof_verified`, `attestation_kind`, `verdict`, `reward`, `slashed`), and
+//!   `verification`: `proof_verified`, `prover`, `proof_height`, `proof_hash`,
+//!   `output` (null or `{argmax}` / `{logits}` / `{commitment}`), `input_commitment`,
+//!   `prover_attestation` (the prover's attestation as in workers, or null).
+
+use axum::{
+    http::StatusCode,
+    response::{IntoResponse, Response},
+};
+use prost::Message;
+use serde_json::{Value, json};
+use vichain_consensus::{
+    Address, REPUTATION_ONE, StateReadExt, Storage, attestation_is_current, metrics::BlockRecord,
+    state_key,
+};
+use vichain_proto::v1 as pb;
+
+use crate::dev::DevChain;
+
+/// Most blocks, workers and jobs one request returns.
+pub const MAX_BLOCKS: usize = vichain_consensus::metrics::RECENT_CAPACITY;
+pub const MAX_WORKERS: usize = 1000;
+pub const MAX_JOBS: usize = 200;
+/// Longest query string looked at.
+const MAX_QUERY: usize = 256;
+
+/// A failed request: its status and message.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub message: String,
+}
+
+impl ApiError {
+    fn bad_request(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            message: message.into(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        super::error(self.status, self.message)
+    }
+}
+
+impl From<vichain_consensus::Error> for ApiError {
+    fn from(e: vichain_consensus::Error) -> Self {
+        Self {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            message: e.to_string(),
+        }
+    }
+}
+
+impl From<prost::DecodeError> for ApiError {
+    fn from(e: prost::DecodeError) -> Self {
+        Self {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            message: format!("corrupt state: {e}"),
+        }
+    }
+}
+
+type Result<T> = std::result::Result<T, ApiError>;
+
+/// The `limit` parameter of a query string: `default` when absent, else an
+/// integer in 1..=`max`.
+pub fn parse_limit(query: Option<&str>, default: usize, max: usize) -> Result<usize> {
+    let Some(q) = query.filter(|q| !q.is_empty()) else {
+        return Ok(default);
+    };
+    if q.len() > MAX_QUERY {
+        return Err(ApiError::bad_request(format!(
+            "query string longer than {MAX_QUERY} bytes"
+        )));
+    }
+    let Some(v) = q.split('&').find_map(|p| p.strip_prefix("limit=")) else {
+        return Ok(default);
+    };
+    match v.parse::<usize>() {
+        Ok(n) if (1..=max).contains(&n) => Ok(n),
+        _ => Err(ApiError::bad_request(format!(
+            "limit must be an integer from 1 to {max}, got {v:?}"
+        ))),
+    }
+}
+
+/// A job id in a path: a positive decimal integer.
+pub fn parse_job_id(s: &str) -> Result<u64> {
+    if s.is_empty() || s.len() > 20 || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(ApiError::bad_request(format!(
+            "job id must be a positive integer, got {:?}",
+            s.chars().take(32).collect::<String>()
+        )));
+    }
+    s.parse::<u64>()
+        .ok()
+        .filter(|id| *id > 0)
+        .ok_or_else(|| ApiError::bad_request(format!("job id {s} is out of range")))
+}
+
+fn address(bytes: &[u8]) -> String {
+    Address::from_bytes(bytes)
+        .map(|a| a.to_string())
+        .unwrap_or_default()
+}
+
+fn committed_height(store: &Storage) -> Result<u64> {
+    Ok(match store.committed()? {
+        Some(c) if c.height + 1 != c.initial_height => c.height,
+        _ => 0,
+    })
+}
+
+fn last_block(store: &Storage) -> Result<(u64, i64)> {
+    Ok((
+        store.get_u64(state_key::HEIGHT)?.unwrap_or(0),
+        store.get_u64(state_key::BLOCK_TIME)?.unwrap_or(0) as i64,
+    ))
+}
+
+pub(super) fn status(store: &Storage, dev: Option<&DevChain>) -> Result<Value> {
+    let Some(c) = store.committed()? else {
+        return Err(ApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            message: "the chain has no genesis yet".into(),
+        });
+    };
+    let block_time_ns = store.get_u64(state_key::BLOCK_TIME)?.unwrap_or(0);
+    let block_time = std::time::UNIX_EPOCH + std::time::Duration::from_nanos(block_time_ns);
+    let count = |prefix: &str| -> Result<usize> {
+        Ok(store
+            .prefix(prefix.as_bytes(), crate::grpc::MAX_LIST)?
+            .len())
+    };
+    Ok(json!({
+        "chain_id": store.chain_id()?,
+        "height": committed_height(store)?,
+        "app_hash": hex::encode(c.app_hash),
+        "block_time_ns": block_time_ns,
+        "block_time": humantime::format_rfc3339_millis(block_time).to_string(),
+        "mode": if dev.is_some() { "dev" } else { "cometbft" },
+        "version": crate::VERSION,
+        "mempool_txs": dev.map(|d| d.mempool_size()),
+        "models": count(state_key::MODELS)?,
+        "workers": count(state_key::WORKERS)?,
+    }))
+}
+
+pub fn block_json(b: &BlockRecord) -> Value {
+    serde_json::to_value(b).unwrap_or(Value::Null)
+}
+
+pub(super) fn blocks(limit: usize) -> Value {
+    let blocks: Vec<Value> = vichain_consensus::metrics::recent_blocks(limit)
+        .iter()
+        .map(block_json)
+        .collect();
+    json!({ "blocks": blocks })
+}
+
+fn attestation_json(a: &pb::Attestation, height: u64, time_ns: i64) -> Value {
+    json!({
+        "kind": a.kind,
+        "simulated": a.simulated,
+        "tcb_status": a.tcb_status,
+        "debug": a.debug,
+        "measurement": hex::encode(&a.measurement),
+        "valid_until": a.valid_until,
+        "attested_height": a.attested_height,
+        "expiry_height": a.expiry_height,
+        "current": attestation_is_current(a, height, time_ns),
+    })
+}
+
+/// A worker as the API shows it, at block `height` and block time `time_ns`.
+pub fn worker_json(w: &pb::Worker, height: u64, time_ns: i64) -> Value {
+    json!({
+        "operator": address(&w.operator),
+        "peer_id": w.peer_id,
+        "stake": w.stake,
+        "reputation": w.reputation as f64 / REPUTATION_ONE as f64,
+        "serves": w.serves.iter().map(|s| json!({"model_id": s.model_id, "shard_index": s.shard_index})).collect::<Vec<_>>(),
+        "registered_height": w.registered_height,
+        "attestation": w.attestation.as_ref().map(|a| attestation_json(a, height, time_ns)),
+    })
+}
+
+pub(super) fn workers(store: &Storage, limit: usize) -> Result<Value> {
+    let (height, time_ns) = last_block(store)?;
+    let workers = store
+        .prefix(state_key::WORKERS.as_bytes(), limit)?
+        .into_iter()
+        .map(|(_, v)| {
+            Ok(worker_json(
+                &pb::Worker::decode(v.as_slice())?,
+                height,
+                time_ns,
+            ))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(json!({ "height": committed_height(store)?, "workers": workers }))
+}
+
+fn privacy_name(privacy: i32) -> &'static str {
+    match pb::PrivacyMode::try_from(privacy) {
+        Ok(pb::PrivacyMode::Public) => "public",
+        Ok(pb::PrivacyMode::Split) => "split",
+        Ok(pb::PrivacyMode::Sealed) => "sealed",
+        _ => "unspecified",
+    }
+}
+
+fn output_json(o: Option<&pb::InferenceOutput>) -> Value {
+    use pb::inference_output::Value as V;
+    match o.and_then(|o| o.value.as_ref()) {
+        Some(V::Argmax(i)) => json!({ "argmax": i }),
+        Some(V::Logits(l)) => json!({ "logits": l.values }),
+        Some(V::Commitment(c)) => json!({ "commitment": hex::encode(c) }),
+        None => Value::Null,
+    }
+}
+
+/// A job as the API shows it; `prover` is the prover's worker record, if any.
+pub fn job_json(j: &pb::Job, prover: Option<&pb::Worker>, height: u64, time_ns: i64) -> Value {
+    json!({
+        "id": j.id,
+        "model_id": j.model_id,
+        "status": vichain_consensus::status_name(j.status),
+        "client": address(&j.client),
+        "k": j.k,
+        "escrow": j.escrow,
+        "privacy": privacy_name(j.privacy),
+        "submitted_height": j.submitted_height,
+        "submitted_time_ns": j.submitted_time_ns,
+        "input_bytes": j.input.len(),
+        "input_hash": hex::encode(&j.input_hash),
+        "tx_hash": hex::encode_upper(&j.tx_hash),
+        "outcome": j.outcome,
+        "round": j.round,
+        "commit_deadline": j.commit_deadline,
+        "reveal_deadline": j.reveal_deadline,
+        "finalized_height": j.finalized_height,
+        "refund": j.refund,
+        "failure": j.failure,
+        "result": j.result.as_ref().map(|r| json!({
+            "values": r.values.len(),
+            "first_values": r.values.iter().take(8).collect::<Vec<_>>(),
+            "text": r.text,
+        })),
+        "agreed": j
+            .assignments
+            .iter()
+            .filter(|a| a.verdict == pb::Verdict::Agreed as i32)
+            .map(|a| address(&a.operator))
+            .collect::<Vec<_>>(),
+        "assignments": j.assignments.iter().map(|a| json!({
+            "worker": address(&a.operator),
+            "round": a.round,
+            "committed": !a.commitment.is_empty(),
+            "revealed": a.revealed,
+            "proof_verified": a.proof_verified,
+            "attestation_kind": a.attestation_kind,
+            "verdict": pb::Verdict::try_from(a.verdict).map(|v| v.as_str_name()).unwrap_or("UNKNOWN"),
+            "reward": a.reward,
+            "slashed": a.slashed,
+        })).collect::<Vec<_>>(),
+        "verification": {
+            // A proof stored by SubmitProof, or one that came with an agreeing reveal.
+            "proof_verified": j.proof_verified
+                || j.assignments.iter().any(|a| a.proof_verified && a.verdict == pb::Verdict::Agreed as i32),
+            "prover": address(&j.prover),
+            "proof_height": j.proof_height,
+            "proof_hash": hex::encode(&j.proof_hash),
+            "output": output_json(j.output.as_ref()),
+            "input_commitment": hex::encode(&j.input_commitment),
+            "prover_attestation": prover
+                .and_then(|w| w.attestation.as_ref())
+                .map(|a| attestation_json(a, height, time_ns)),
+        },
+    })
+}
+
+fn job_with_prover(store: &Storage, j: &pb::Job, height: u64, time_ns: i64) -> Result<Value> {
+    let prover = match Address::from_bytes(&j.prover) {
+        Ok(a) if !j.prover.is_empty() => store.worker(&a)?,
+        _ => None,
+    };
+    Ok(job_json(j, prover.as_ref(), height, time_ns))
+}
+
+pub(super) fn jobs(store: &Storage, limit: usize) -> Result<Value> {
+    let (height, time_ns) = last_block(store)?;
+    let next = store.get_u64(state_key::NEXT_JOB_ID)?.unwrap_or(1);
+    let mut jobs = Vec::with_capacity(limit);
+    // Newest first; ids are dense, but a pruned job is skipped (scanning a bounded
+    // number of ids).
+    let oldest = next.saturating_sub((limit as u64).saturating_mul(4)).max(1);
+    for id in (oldest..next).rev() {
+        if jobs.len() >= limit {
+            break;
+        }
+        if let Some(j) = store.job(id)? {
+            jobs.push(job_with_prover(store, &j, height, time_ns)?);
+        }
+    }
+    Ok(json!({ "height": committed_height(store)?, "jobs": jobs }))
+}
+
+pub(super) fn job(store: &Storage, id: u64) -> Result<Value> {
+    let (height, time_ns) = last_block(store)?;
+    match store.job(id)? {
+        Some(j) => job_with_prover(store, &j, height, time_ns),
+        None => Err(ApiError {
+            status: StatusCode::NOT_FOUND,
+            message: format!("job {id} does not exist"),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_are_bounded_and_ids_validated() {
+        assert_eq!(parse_limit(None, 50, 200).unwrap(), 50);
+        assert_eq!(parse_limit(Some(""), 50, 200).unwrap(), 50);
+        assert_eq!(parse_limit(Some("x=1&limit=7"), 50, 200).unwrap(), 7);
+        for bad in ["limit=0", "limit=201", "limit=-1", "limit=abc", "limit="] {
+            let e = parse_limit(Some(bad), 50, 200).unwrap_err();
+            assert_eq!(e.status, StatusCode::BAD_REQUEST, "{bad}");
+        }
+        assert!(parse_limit(Some(&"a".repeat(300)), 50, 200).is_err());
+        assert_eq!(parse_job_id("42").unwrap(), 42);
+        for bad in ["", "0", "-1", "1e3", "abc", "99999999999999999999999", " 1"] {
+            assert!(parse_job_id(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_job_shows_its_status_and_verification() {
+        let job = pb::Job {
+            id: 3,
+            model_id: "digits".into(),
+            status: pb::JobStatus::Pending as i32,
+            k: 2,
+            proof_verified: true,
+            output: Some(pb::InferenceOutput {
+                value: Some(pb::inference_output::Value::Argmax(7)),
+            }),
+            ..Default::default()
+        };
+        let v = job_json(&job, None, 10, 0);
+        assert_eq!(v["status"], "pending");
+        assert_eq!(v["k"], 2);
+        assert_eq!(v["verification"]["proof_verified"], true);
+        assert_eq!(v["verification"]["output"]["argmax"], 7);
+        assert_eq!(v["verification"]["prover_attestation"], Value::Null);
+    }
+}

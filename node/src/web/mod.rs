@@ -1,0 +1,347 @@
+//! The node's HTTP server on the metrics address (default 127.0.0.1:26660), for
+//! `vichaind start` and `vichaind dev` alike:
+//!
+//! - `GET /metrics`: Prometheus text format ([`crate::metrics`]).
+//! - `GET /`: the dashboard, one page whose HTML, JavaScript and CSS are compiled
+//!   into the binary (no network at run time); it polls the JSON API below.
+//! - `GET /api/...`: a small, read-only JSON API over the committed state
+//!   ([`api`] documents every field).
+//!
+//! Everything is read from the committed [`Storage`] the way the gRPC server
+//! reads it, on blocking threads; list sizes are bounded and ids validated.
+
+mod api;
+
+use std::{net::SocketAddr, sync::Arc};
+
+use anyhow::{Context, Result};
+use axum::{
+    Router,
+    extract::{Path, RawQuery, State},
+    http::{StatusCode, header},
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use metrics_exporter_prometheus::PrometheusHandle;
+use tracing::info;
+use vichain_consensus::Storage;
+
+pub use api::{
+    MAX_BLOCKS, MAX_JOBS, MAX_WORKERS, block_json, job_json, parse_job_id, parse_limit, worker_json,
+};
+
+use vichain_config::MetricsConfig;
+
+use crate::{
+    dev::DevChain,
+    tasks::{Shutdown, TaskManager},
+};
+
+const INDEX_HTML: &str = include_str!("assets/index.html");
+const DASHBOARD_JS: &str = include_str!("assets/dashboard.js");
+const DASHBOARD_CSS: &str = include_str!("assets/dashboard.css");
+
+/// What the handlers read.
+#[derive(Debug, Clone)]
+pub struct WebState {
+    pub store: Arc<Storage>,
+    pub metrics: PrometheusHandle,
+    /// The in-process chain of `vichaind dev` (mempool size); `None` under CometBFT.
+    pub dev: Option<Arc<DevChain>>,
+}
+
+/// The routes, for serving or for tests.
+pub fn router(state: WebState) -> Router {
+    Router::new()
+        .route("/", get(index))
+        .route("/assets/dashboard.js", get(script))
+        .route("/assets/dashboard.css", get(style))
+        .route("/metrics", get(metrics))
+        .route("/api/status", get(status))
+        .route("/api/blocks", get(blocks))
+        .route("/api/workers", get(workers))
+        .route("/api/jobs", get(jobs))
+        .route("/api/jobs/{id}", get(job))
+        .fallback(not_found)
+        .with_state(Arc::new(state))
+}
+
+/// Installs the metrics recorder and spawns the server (and the exporter's upkeep)
+/// as critical tasks, unless `config` disables them. `mode` is `dev` or `cometbft`.
+pub fn spawn(
+    tasks: &mut TaskManager,
+    config: &MetricsConfig,
+    store: Arc<Storage>,
+    dev: Option<Arc<DevChain>>,
+    chain_id: &str,
+) -> Result<()> {
+    if !config.enabled {
+        info!("metrics and dashboard server disabled ([metrics] enabled = false)");
+        return Ok(());
+    }
+    let handle = crate::metrics::install()?;
+    crate::metrics::node_info(if dev.is_some() { "dev" } else { "cometbft" }, chain_id);
+    if let Err(e) = crate::metrics::refresh_state(&store) {
+        tracing::warn!("reading state gauges: {e:#}");
+    }
+    tasks.spawn_critical(
+        "metrics-upkeep",
+        crate::metrics::upkeep(handle.clone(), tasks.shutdown()),
+    );
+    let state = WebState {
+        store,
+        metrics: handle,
+        dev,
+    };
+    tasks.spawn_critical("http", serve(config.listen, state, tasks.shutdown()));
+    Ok(())
+}
+
+/// Serves [`router`] on `addr` until shutdown.
+pub async fn serve(addr: SocketAddr, state: WebState, shutdown: Shutdown) -> Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding the metrics and dashboard server on {addr}"))?;
+    info!(%addr, "metrics on http://{addr}/metrics, dashboard on http://{addr}/");
+    serve_on(listener, router(state), shutdown).await
+}
+
+async fn serve_on(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    mut shutdown: Shutdown,
+) -> Result<()> {
+    axum::serve(listener, router)
+        .with_graceful_shutdown(async move { shutdown.wait().await })
+        .await
+        .context("metrics server")
+}
+
+/// What `/metrics` reads in a process without a ledger.
+#[derive(Debug, Clone)]
+struct ExporterState {
+    metrics: PrometheusHandle,
+    split: Option<Arc<vichain_split::Metrics>>,
+}
+
+/// `/metrics` alone, for a process without a ledger (`vichaind worker`): what it
+/// recorded (inference, proving) plus, at each scrape, the split network's counters.
+pub fn exporter_router(
+    metrics: PrometheusHandle,
+    split: Option<Arc<vichain_split::Metrics>>,
+) -> Router {
+    Router::new()
+        .route("/metrics", get(exporter_metrics))
+        .fallback(not_found)
+        .with_state(ExporterState { metrics, split })
+}
+
+/// Installs the recorder and serves [`exporter_router`] on `addr` as critical tasks.
+pub async fn spawn_exporter(
+    tasks: &mut TaskManager,
+    addr: SocketAddr,
+    split: Option<Arc<vichain_split::Metrics>>,
+) -> Result<SocketAddr> {
+    let handle = crate::metrics::install()?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding the metrics server on {addr}"))?;
+    let bound = listener.local_addr()?;
+    info!(addr = %bound, "metrics on http://{bound}/metrics");
+    tasks.spawn_critical(
+        "metrics-upkeep",
+        crate::metrics::upkeep(handle.clone(), tasks.shutdown()),
+    );
+    tasks.spawn_critical(
+        "http",
+        serve_on(listener, exporter_router(handle, split), tasks.shutdown()),
+    );
+    Ok(bound)
+}
+
+async fn exporter_metrics(State(s): State<ExporterState>) -> Response {
+    if let Some(split) = &s.split {
+        crate::metrics::record_split(&split.snapshot());
+    }
+    counted(
+        "/metrics",
+        (
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            s.metrics.render(),
+        )
+            .into_response(),
+    )
+}
+
+type Shared = State<Arc<WebState>>;
+
+fn counted(route: &'static str, response: Response) -> Response {
+    metrics::counter!(
+        crate::metrics::HTTP_REQUESTS,
+        "route" => route,
+        "status" => response.status().as_u16().to_string()
+    )
+    .increment(1);
+    response
+}
+
+fn asset(route: &'static str, content_type: &'static str, body: &'static str) -> Response {
+    counted(
+        route,
+        (
+            [
+                (header::CONTENT_TYPE, content_type),
+                (header::CACHE_CONTROL, "no-cache"),
+            ],
+            body,
+        )
+            .into_response(),
+    )
+}
+
+async fn index() -> Response {
+    asset("/", "text/html; charset=utf-8", INDEX_HTML)
+}
+
+async fn script() -> Response {
+    asset("/assets", "text/javascript; charset=utf-8", DASHBOARD_JS)
+}
+
+async fn style() -> Response {
+    asset("/assets", "text/css; charset=utf-8", DASHBOARD_CSS)
+}
+
+/// A JSON body with a status.
+pub(crate) fn json(status: StatusCode, value: &serde_json::Value) -> Response {
+    (
+        status,
+        [
+            (header::CONTENT_TYPE, "application/json"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        value.to_string(),
+    )
+        .into_response()
+}
+
+/// `{"error": message}` with a status.
+pub(crate) fn error(status: StatusCode, message: impl std::fmt::Display) -> Response {
+    json(
+        status,
+        &serde_json::json!({"error": message.to_string(), "status": status.as_u16()}),
+    )
+}
+
+/// Runs a state read on a blocking thread; an error is a 500 with its message.
+async fn blocking(
+    route: &'static str,
+    f: impl FnOnce() -> std::result::Result<Response, api::ApiError> + Send + 'static,
+) -> Response {
+    let response = match tokio::task::spawn_blocking(f).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => e.into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+    };
+    counted(route, response)
+}
+
+async fn metrics(State(s): Shared) -> Response {
+    blocking("/metrics", move || {
+        let text = crate::metrics::render(&s.metrics, &s.store);
+        Ok((
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response())
+    })
+    .await
+}
+
+async fn status(State(s): Shared) -> Response {
+    blocking("/api/status", move || {
+        let v = api::status(&s.store, s.dev.as_deref())?;
+        Ok(json(StatusCode::OK, &v))
+    })
+    .await
+}
+
+async fn blocks(RawQuery(q): RawQuery) -> Response {
+    blocking("/api/blocks", move || {
+        let limit = parse_limit(q.as_deref(), 100, MAX_BLOCKS)?;
+        Ok(json(StatusCode::OK, &api::blocks(limit)))
+    })
+    .await
+}
+
+async fn workers(State(s): Shared, RawQuery(q): RawQuery) -> Response {
+    blocking("/api/workers", move || {
+        let limit = parse_limit(q.as_deref(), 200, MAX_WORKERS)?;
+        Ok(json(StatusCode::OK, &api::workers(&s.store, limit)?))
+    })
+    .await
+}
+
+async fn jobs(State(s): Shared, RawQuery(q): RawQuery) -> Response {
+    blocking("/api/jobs", move || {
+        let limit = parse_limit(q.as_deref(), 50, MAX_JOBS)?;
+        Ok(json(StatusCode::OK, &api::jobs(&s.store, limit)?))
+    })
+    .await
+}
+
+async fn job(State(s): Shared, Path(id): Path<String>) -> Response {
+    blocking("/api/jobs/{id}", move || {
+        let id = parse_job_id(&id)?;
+        Ok(json(StatusCode::OK, &api::job(&s.store, id)?))
+    })
+    .await
+}
+
+async fn not_found() -> Response {
+    counted("other", error(StatusCode::NOT_FOUND, "no such route"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_worker_exports_the_split_counters_and_what_it_recorded() {
+        let mut tasks = TaskManager::new();
+        let split = Arc::new(vichain_split::Metrics::default());
+        let addr = spawn_exporter(&mut tasks, "127.0.0.1:0".parse().unwrap(), Some(split))
+            .await
+            .unwrap();
+        crate::metrics::inference_forward("minilm", 1, std::time::Duration::from_millis(12));
+        crate::metrics::inference_tokens("smollm2", 40);
+        let text = reqwest::get(format!("http://{addr}/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        for (name, _, _) in crate::metrics::SPLIT_METRICS {
+            assert!(text.contains(&format!("{name} 0\n")), "{name}:\n{text}");
+        }
+        assert!(
+            text.contains(
+                "vichain_inference_forward_duration_seconds_bucket{model=\"minilm\",shard=\"1\",le=\"0.025\"} 1"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("vichain_inference_tokens_total{model=\"smollm2\"} 40"),
+            "{text}"
+        );
+        let missing = reqwest::get(format!("http://{addr}/api/status"))
+            .await
+            .unwrap();
+        assert_eq!(missing.status(), 404);
+    }
+}
