@@ -43,7 +43,8 @@ mod worker;
 pub use crate::{
     client::{
         ClientConfig, EmbeddingOutput, FailoverEvent, FailoverReport, GenerationOutput,
-        GenerationSession, InferInput, InferOutput, InferReport, InferRequest, RouteReport,
+        GenerationSession, InferInput, InferOutput, InferProgress, InferReport, InferRequest,
+        RouteReport,
         SplitClient, StageCommitment, StageReport, StepReport, StepTrace, infer,
     },
     error::{Error, Result},
