@@ -3,6 +3,7 @@
 //! contract (`vichain-proto`).
 //!
 //! - [`home`]: the home directory: `vichaind init`, key files, CometBFT's files.
+//! - [`infer`]: `vichain infer`: one job through the worker network as a client.
 //! - [`grpc`]: the `NodeService` gRPC server (status, broadcast, verifiable queries).
 //! - [`dev`]: `vichaind dev`: in-process block production over the same ABCI code
 //!   path CometBFT drives, with an in-process mempool.
@@ -10,15 +11,18 @@
 //! - [`keys`]: the client keyring.
 //! - [`tasks`]: named, supervised tasks with a shutdown signal.
 //! - [`tee_tool`]: `vichaind tee verify|simulate`.
+//! - [`worker`]: `vichaind worker`: serve a shard of a split model over libp2p.
 //! - [`zk_tool`]: `vichaind zk setup|prove|verify` and `vichaind model commit`.
 
 pub mod comet;
 pub mod dev;
 pub mod grpc;
 pub mod home;
+pub mod infer;
 pub mod keys;
 pub mod tasks;
 pub mod tee_tool;
+pub mod worker;
 pub mod zk_tool;
 
 /// The version string of both binaries.
