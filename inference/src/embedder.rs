@@ -90,13 +90,7 @@ impl SentenceEmbedder {
         let source = dir.display().to_string();
         let cfg = BertConfig::from_json(&config, &format!("{source}/config.json"))?;
         let max_seq_length = bert_max_seq_length(&cfg, sentence_bert_config.as_deref(), &source)?;
-        Self::from_bytes(
-            &config,
-            &tokenizer,
-            &weights,
-            Some(max_seq_length),
-            &source,
-        )
+        Self::from_bytes(&config, &tokenizer, &weights, Some(max_seq_length), &source)
     }
 
     /// Builds the embedder from the bytes of `config.json`, `tokenizer.json` and
@@ -239,12 +233,11 @@ pub fn bert_max_seq_length(
 ) -> Result<usize> {
     let max = match sentence_bert_config {
         Some(bytes) => {
-            let c: SentenceBertConfig = serde_json::from_slice(bytes).map_err(|source_err| {
-                Error::Json {
+            let c: SentenceBertConfig =
+                serde_json::from_slice(bytes).map_err(|source_err| Error::Json {
                     path: format!("{source}/{SENTENCE_BERT_CONFIG}").into(),
                     source: source_err,
-                }
-            })?;
+                })?;
             Some(c.max_seq_length)
         }
         None => None,

@@ -12,7 +12,9 @@ use vichain_zk::QuantizedMlp;
 
 use crate::{
     Error, FileEntry, LayerRange, ModelFamily, ModelManifest, Result, SENTENCE_BERT_CONFIG,
-    ShardEntry, ShardLayout, bert::BertConfig, bert_max_seq_length,
+    ShardEntry, ShardLayout,
+    bert::BertConfig,
+    bert_max_seq_length,
     llama::{GgufFile, LlamaConfig},
     manifest::{MANIFEST_FILE, MANIFEST_VERSION, write_file},
 };

@@ -206,7 +206,10 @@ fn progress_line(p: &InferProgress) -> String {
 }
 
 /// Runs the job (`args.repeat` times) and returns the summary.
-pub async fn run(args: &InferArgs, mut progress: impl FnMut(InferProgress)) -> Result<InferSummary> {
+pub async fn run(
+    args: &InferArgs,
+    mut progress: impl FnMut(InferProgress),
+) -> Result<InferSummary> {
     ensure!(
         (1..=MAX_REPEAT).contains(&args.repeat),
         "--repeat must be 1..={MAX_REPEAT}"

@@ -112,7 +112,11 @@ pub fn read_allow_list(path: &std::path::Path) -> Result<BTreeSet<PeerId>> {
             continue;
         }
         let peer = PeerId::from_str(line).with_context(|| {
-            format!("{} line {}: {line:?} is not a peer id", path.display(), i + 1)
+            format!(
+                "{} line {}: {line:?} is not a peer id",
+                path.display(),
+                i + 1
+            )
         })?;
         peers.insert(peer);
     }

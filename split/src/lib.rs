@@ -44,8 +44,7 @@ pub use crate::{
     client::{
         ClientConfig, EmbeddingOutput, FailoverEvent, FailoverReport, GenerationOutput,
         GenerationSession, InferInput, InferOutput, InferProgress, InferReport, InferRequest,
-        RouteReport,
-        SplitClient, StageCommitment, StageReport, StepReport, StepTrace, infer,
+        RouteReport, SplitClient, StageCommitment, StageReport, StepReport, StepTrace, infer,
     },
     error::{Error, Result},
     metrics::{Metrics, MetricsSnapshot},
