@@ -4,8 +4,8 @@
 //! `--client-keeps-ends`), so workers see only intermediate activations. It prints the
 //! route (the worker of each stage), every stage's activation hashes (the sha256 of what it
 //! received and emitted, which chain from the client's embedding to its head), failovers,
-//! and the output. `--local` runs the same shards in this process instead, the
-//! single-process baseline of the benchmarks.
+//! and the output. `--local` runs the same shards, or the whole model, in this process
+//! instead: the single-process baseline of the benchmarks.
 
 use std::{
     io::Write,
@@ -17,8 +17,9 @@ use anyhow::{Context, Result, bail, ensure};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use vichain_inference::{
-    Activation, GenerationParams, KvCacheConfig, MANIFEST_FILE, ModelFamily, ModelManifest,
-    Pipeline, SENTENCE_BERT_CONFIG, Sampler, TextGenerator, bert_max_seq_length, bert_tokenizer,
+    Activation, BertConfig, GenerationParams, KvCacheConfig, MANIFEST_FILE, ModelFamily,
+    ModelManifest, Pipeline, SENTENCE_BERT_CONFIG, Sampler, SentenceEmbedder, TextGenerator,
+    bert_max_seq_length, bert_tokenizer,
 };
 use vichain_split::{
     AllowList, ClientConfig, InferInput, InferOutput, InferProgress, InferReport, Multiaddr,
@@ -64,7 +65,9 @@ pub struct InferArgs {
     /// Run the job N times on one connection (for timing); the report is the last run's.
     #[arg(long, default_value_t = 1)]
     pub repeat: usize,
-    /// Run every shard in this process, without the network (the single-process baseline).
+    /// Run in this process, without the network (the single-process baseline): every
+    /// shard of --model in sequence, or the whole model when --model is a Hugging Face
+    /// BERT directory or a .gguf file.
     #[arg(long, conflicts_with_all = ["bootstrap", "allow_peers"])]
     pub local: bool,
 }
@@ -262,43 +265,87 @@ pub async fn run(
     })
 }
 
-/// The same job with every shard in this process.
+/// What `--local` runs: the shards of a manifest, or a whole model.
+enum LocalModel {
+    /// Every shard of a split BERT model, in sequence.
+    BertShards {
+        pipeline: Box<Pipeline>,
+        tokenizer: Box<tokenizers::Tokenizer>,
+    },
+    /// A whole BERT model (a Hugging Face directory).
+    BertWhole(Box<SentenceEmbedder>),
+    /// A Llama model, whole (GGUF file) or as every shard of a split one.
+    Llama(Box<TextGenerator>),
+}
+
+impl LocalModel {
+    fn load(model: &Path) -> Result<(Self, String)> {
+        let kv = KvCacheConfig::default();
+        if model.is_dir() {
+            let e = SentenceEmbedder::from_dir(model)?;
+            return Ok((Self::BertWhole(Box::new(e)), model.display().to_string()));
+        }
+        if model.extension().is_some_and(|e| e == "gguf") {
+            let g = TextGenerator::from_gguf(model, kv)?;
+            return Ok((Self::Llama(Box::new(g)), model.display().to_string()));
+        }
+        ensure!(
+            model.file_name().is_some_and(|n| n == MANIFEST_FILE),
+            "--local runs a manifest named {MANIFEST_FILE}, a Hugging Face BERT directory or a \
+             .gguf file, not {}",
+            model.display()
+        );
+        let manifest = ModelManifest::load(model)?;
+        let dir = model
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        let loaded = match manifest.family {
+            ModelFamily::Bert => {
+                let source = dir.display().to_string();
+                let cfg = BertConfig::from_json(&manifest.read_file(&dir, "config.json")?, &source)?;
+                let sbc = manifest
+                    .files
+                    .iter()
+                    .any(|f| f.file == SENTENCE_BERT_CONFIG)
+                    .then(|| manifest.read_file(&dir, SENTENCE_BERT_CONFIG))
+                    .transpose()?;
+                let max = bert_max_seq_length(&cfg, sbc.as_deref(), &source)?;
+                Self::BertShards {
+                    tokenizer: Box::new(bert_tokenizer(
+                        &manifest.read_file(&dir, "tokenizer.json")?,
+                        max,
+                        &source,
+                    )?),
+                    pipeline: Box::new(Pipeline::load(&dir, kv)?),
+                }
+            }
+            ModelFamily::Llama => Self::Llama(Box::new(TextGenerator::from_shards(&dir, kv)?)),
+            ModelFamily::QuantizedMlp => bail!("vichain infer runs BERT and Llama models"),
+        };
+        Ok((loaded, manifest.model_id))
+    }
+}
+
+/// The same job in this process, without the network: every shard of a manifest in
+/// sequence, or the whole model.
 fn run_local(args: &InferArgs, text: &str) -> Result<InferSummary> {
     let started = Instant::now();
-    let manifest = ModelManifest::load(&args.model)?;
-    let dir = args
-        .model
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from("."));
-    ensure!(
-        args.model.file_name().is_some_and(|n| n == MANIFEST_FILE),
-        "--local reads the shards of {}, which must be named {MANIFEST_FILE}",
-        args.model.display()
-    );
-    let kv = KvCacheConfig::default();
+    let (mut model, model_id) = LocalModel::load(&args.model)?;
+    let connect_micros = started.elapsed().as_micros() as u64;
     let mut runs = Vec::with_capacity(args.repeat);
     let mut last = None;
-    match manifest.family {
-        ModelFamily::Bert => {
-            let source = dir.display().to_string();
-            let cfg = vichain_inference::BertConfig::from_json(
-                &manifest.read_file(&dir, "config.json")?,
-                &source,
-            )?;
-            let sbc = manifest
-                .files
-                .iter()
-                .any(|f| f.file == SENTENCE_BERT_CONFIG)
-                .then(|| manifest.read_file(&dir, SENTENCE_BERT_CONFIG))
-                .transpose()?;
-            let max = bert_max_seq_length(&cfg, sbc.as_deref(), &source)?;
-            let tokenizer =
-                bert_tokenizer(&manifest.read_file(&dir, "tokenizer.json")?, max, &source)?;
-            let mut pipeline = Pipeline::load(&dir, kv)?;
-            let connect_micros = started.elapsed().as_micros() as u64;
-            for _ in 0..args.repeat {
-                let t = Instant::now();
+    for session in 0..args.repeat as u64 {
+        let t = Instant::now();
+        let (output, timing) = match &mut model {
+            LocalModel::BertWhole(e) => {
+                let values = e.embed(text)?;
+                (InferOutput::Embedding { values }, None)
+            }
+            LocalModel::BertShards {
+                pipeline,
+                tokenizer,
+            } => {
                 let ids = tokenizer
                     .encode(text, true)
                     .map_err(|e| anyhow::anyhow!("tokenizing: {e}"))?
@@ -310,68 +357,76 @@ fn run_local(args: &InferArgs, text: &str) -> Result<InferSummary> {
                     .as_f32()
                     .context("the pooled output is not f32")?
                     .to_vec();
-                let micros = t.elapsed().as_micros() as u64;
-                runs.push(RunTiming {
-                    elapsed_micros: micros,
-                    first_step_micros: micros,
-                    later_steps: 0,
-                    later_steps_micros: 0,
-                });
-                last = Some(InferOutput::Embedding { values });
+                (InferOutput::Embedding { values }, None)
             }
-            finish_local(&manifest, last, runs, connect_micros)
-        }
-        ModelFamily::Llama => {
-            let mut generator = TextGenerator::from_shards(&dir, kv)?;
-            let connect_micros = started.elapsed().as_micros() as u64;
-            let prompt = generator.encode(&TextGenerator::chat_prompt(text))?;
-            let params = GenerationParams {
-                max_new_tokens: args.max_tokens,
-                ..GenerationParams::default()
-            };
-            for session in 0..args.repeat as u64 {
-                let t = Instant::now();
-                let mut sampler = Sampler::new(params.sampling)?;
-                let mut tokens: Vec<u32> = Vec::new();
-                let mut first_step_micros = 0;
-                while tokens.len() < params.max_new_tokens {
-                    let (position, ids) = match tokens.last() {
-                        None => (0, prompt.clone()),
-                        Some(&last) => ((prompt.len() + tokens.len() - 1) as u32, vec![last]),
-                    };
-                    let logits = generator.step(session, position, &ids)?;
-                    let next = sampler.sample(&logits)?;
-                    if tokens.is_empty() {
-                        first_step_micros = t.elapsed().as_micros() as u64;
-                    }
-                    tokens.push(next);
-                    if next == generator.eos_token() {
-                        break;
-                    }
-                }
-                generator.end_session(session);
-                let micros = t.elapsed().as_micros() as u64;
-                runs.push(RunTiming {
-                    elapsed_micros: micros,
-                    first_step_micros,
-                    later_steps: tokens.len().saturating_sub(1),
-                    later_steps_micros: micros - first_step_micros,
-                });
-                let stopped_at_eos = tokens.last() == Some(&generator.eos_token());
-                last = Some(InferOutput::Text {
-                    text: generator.decode(&tokens)?,
-                    tokens,
-                    stopped_at_eos,
-                });
+            LocalModel::Llama(generator) => {
+                let (output, first) = generate_local(generator, session, text, args.max_tokens)?;
+                (output, Some(first))
             }
-            finish_local(&manifest, last, runs, connect_micros)
-        }
-        ModelFamily::QuantizedMlp => bail!("vichain infer runs BERT and Llama models"),
+        };
+        let micros = t.elapsed().as_micros() as u64;
+        let later_steps = match &output {
+            InferOutput::Text { tokens, .. } => tokens.len().saturating_sub(1),
+            InferOutput::Embedding { .. } => 0,
+        };
+        let first_step_micros = timing.unwrap_or(micros);
+        runs.push(RunTiming {
+            elapsed_micros: micros,
+            first_step_micros,
+            later_steps,
+            later_steps_micros: micros.saturating_sub(first_step_micros),
+        });
+        last = Some(output);
     }
+    finish_local(model_id, last, runs, connect_micros)
+}
+
+/// Greedy generation step by step, as the split client runs it; returns the output and
+/// the first step's time in microseconds.
+fn generate_local(
+    generator: &mut TextGenerator,
+    session: u64,
+    text: &str,
+    max_tokens: usize,
+) -> Result<(InferOutput, u64)> {
+    let t = Instant::now();
+    let prompt = generator.encode(&TextGenerator::chat_prompt(text))?;
+    let params = GenerationParams {
+        max_new_tokens: max_tokens,
+        ..GenerationParams::default()
+    };
+    let mut sampler = Sampler::new(params.sampling)?;
+    let mut tokens: Vec<u32> = Vec::new();
+    let mut first_step_micros = 0;
+    while tokens.len() < params.max_new_tokens {
+        let (position, ids) = match tokens.last() {
+            None => (0, prompt.clone()),
+            Some(&last) => ((prompt.len() + tokens.len() - 1) as u32, vec![last]),
+        };
+        let logits = generator.step(session, position, &ids)?;
+        let next = sampler.sample(&logits)?;
+        if tokens.is_empty() {
+            first_step_micros = t.elapsed().as_micros() as u64;
+        }
+        tokens.push(next);
+        if next == generator.eos_token() {
+            break;
+        }
+    }
+    generator.end_session(session);
+    let stopped_at_eos = tokens.last() == Some(&generator.eos_token());
+    Ok((
+        InferOutput::Text {
+            text: generator.decode(&tokens)?,
+            tokens,
+            stopped_at_eos,
+        },
+        first_step_micros,
+    ))
 }
 
 fn finish_local(
-    manifest: &ModelManifest,
+    model_id: String,
     output: Option<InferOutput>,
     runs: Vec<RunTiming>,
     connect_micros: u64,
@@ -381,7 +436,7 @@ fn finish_local(
     Ok(InferSummary {
         summary: summarize(&output),
         report: InferReport {
-            model_id: manifest.model_id.clone(),
+            model_id,
             client: "local".into(),
             route: Vec::new(),
             steps: Vec::new(),

@@ -124,6 +124,25 @@ impl WorkerProc {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
     }
+
+    /// SIGTERM, then the exit status (the worker must stop within 20 s).
+    fn terminate(&mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "worker did not stop on SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
 }
 
 impl Drop for WorkerProc {
@@ -309,6 +328,9 @@ fn minilm_across_worker_processes_is_bit_identical_and_routes_around_a_killed_ho
     );
     assert_eq!(again["summary"]["values_sha256"], expected);
     assert_eq!(chain(&again), vec![expected_hashes]);
+
+    let mut a = a;
+    assert!(a.terminate().success(), "SIGTERM stops a worker cleanly");
 }
 
 #[test]
