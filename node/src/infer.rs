@@ -303,7 +303,8 @@ impl LocalModel {
         let loaded = match manifest.family {
             ModelFamily::Bert => {
                 let source = dir.display().to_string();
-                let cfg = BertConfig::from_json(&manifest.read_file(&dir, "config.json")?, &source)?;
+                let cfg =
+                    BertConfig::from_json(&manifest.read_file(&dir, "config.json")?, &source)?;
                 let sbc = manifest
                     .files
                     .iter()
