@@ -17,6 +17,9 @@
 //! step leaves a chain of commitments ([`StepTrace`]) that redundant pipelines can compare
 //! stage by stage.
 //!
+//! The node runs this library as `vichaind worker` (one shard per process) and `vichain
+//! infer` (a client; [`SplitClient::run`] reports progress through [`InferProgress`]).
+//!
 //! ```no_run
 //! # async fn demo() -> vichain_split::Result<()> {
 //! use vichain_split::{InferInput, InferRequest, infer};
