@@ -15,6 +15,8 @@ use crate::{
 pub const MAX_TEXT_BYTES: usize = 64 * 1024;
 /// Most texts in one batch.
 pub const MAX_BATCH: usize = 256;
+/// sentence-transformers' file holding `max_seq_length`, the truncation length of inputs.
+pub const SENTENCE_BERT_CONFIG: &str = "sentence_bert_config.json";
 
 /// A sentence-transformers model loaded from a Hugging Face directory: the tokenizer, a BERT
 /// encoder, mean pooling and L2 normalization, as `SentenceTransformer.encode` computes it.
@@ -76,28 +78,19 @@ impl SentenceEmbedder {
                 ));
             }
         }
-        let st_path = dir.join("sentence_bert_config.json");
-        let max_seq_length = if st_path.exists() {
-            let bytes = std::fs::read(&st_path).map_err(|e| Error::io(&st_path, e))?;
-            let c: SentenceBertConfig =
-                serde_json::from_slice(&bytes).map_err(|source| Error::Json {
-                    path: st_path.clone(),
-                    source,
-                })?;
-            Some(c.max_seq_length)
+        let st_path = dir.join(SENTENCE_BERT_CONFIG);
+        let sentence_bert_config = if st_path.exists() {
+            Some(std::fs::read(&st_path).map_err(|e| Error::io(&st_path, e))?)
         } else {
             None
         };
         let config = read("config.json")?;
         let tokenizer = read("tokenizer.json")?;
         let weights = read("model.safetensors")?;
-        Self::from_bytes(
-            &config,
-            &tokenizer,
-            &weights,
-            max_seq_length,
-            &dir.display().to_string(),
-        )
+        let source = dir.display().to_string();
+        let cfg = BertConfig::from_json(&config, &format!("{source}/config.json"))?;
+        let max_seq_length = bert_max_seq_length(&cfg, sentence_bert_config.as_deref(), &source)?;
+        Self::from_bytes(&config, &tokenizer, &weights, Some(max_seq_length), &source)
     }
 
     /// Builds the embedder from the bytes of `config.json`, `tokenizer.json` and
@@ -111,17 +104,7 @@ impl SentenceEmbedder {
         source: &str,
     ) -> Result<Self> {
         let cfg = BertConfig::from_json(config_json, &format!("{source}/config.json"))?;
-        let max_seq_length = max_seq_length.unwrap_or(cfg.max_position_embeddings);
-        if max_seq_length == 0 || max_seq_length > cfg.max_position_embeddings {
-            return Err(Error::field(
-                format!("{source}/sentence_bert_config.json"),
-                "max_seq_length",
-                format!(
-                    "{max_seq_length} is outside 1..={}",
-                    cfg.max_position_embeddings
-                ),
-            ));
-        }
+        let max_seq_length = checked_max_seq_length(&cfg, max_seq_length, source)?;
         let tokenizer = bert_tokenizer(tokenizer_json, max_seq_length, source)?;
         let vb = safetensors_var_builder(safetensors, &format!("{source}/model.safetensors"))?;
         let model = BertStage::load(
@@ -234,6 +217,47 @@ impl SentenceEmbedder {
         let out = self.model.forward_tensor(&input, Some(&mask))?;
         out.to_vec2().ctx("reading the embeddings")
     }
+}
+
+/// How many tokens of an input a BERT model keeps: `max_seq_length` from the model's
+/// `sentence_bert_config.json` (its bytes, when the model has that file), as
+/// sentence-transformers truncates, else the config's position count.
+///
+/// The one rule for every tokenizer of a BERT model: [`SentenceEmbedder`] and the client of
+/// a split model (which reads the file from the split directory, where [`crate::split_bert`]
+/// copies it) truncate at the same length, so both see the same tokens.
+pub fn bert_max_seq_length(
+    cfg: &BertConfig,
+    sentence_bert_config: Option<&[u8]>,
+    source: &str,
+) -> Result<usize> {
+    let max = match sentence_bert_config {
+        Some(bytes) => {
+            let c: SentenceBertConfig =
+                serde_json::from_slice(bytes).map_err(|source_err| Error::Json {
+                    path: format!("{source}/{SENTENCE_BERT_CONFIG}").into(),
+                    source: source_err,
+                })?;
+            Some(c.max_seq_length)
+        }
+        None => None,
+    };
+    checked_max_seq_length(cfg, max, source)
+}
+
+fn checked_max_seq_length(cfg: &BertConfig, max: Option<usize>, source: &str) -> Result<usize> {
+    let max_seq_length = max.unwrap_or(cfg.max_position_embeddings);
+    if max_seq_length == 0 || max_seq_length > cfg.max_position_embeddings {
+        return Err(Error::field(
+            format!("{source}/{SENTENCE_BERT_CONFIG}"),
+            "max_seq_length",
+            format!(
+                "{max_seq_length} is outside 1..={}",
+                cfg.max_position_embeddings
+            ),
+        ));
+    }
+    Ok(max_seq_length)
 }
 
 /// Loads a BERT `tokenizer.json` with padding off and truncation at `max_len` tokens, as

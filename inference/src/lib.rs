@@ -65,7 +65,10 @@ pub use crate::{
         TrainConfig, evaluate, quantize_input, quantize_mlp, quantized_accuracy,
         quantized_predictions, train_float_mlp,
     },
-    embedder::{MAX_BATCH, MAX_TEXT_BYTES, SentenceEmbedder, bert_tokenizer},
+    embedder::{
+        MAX_BATCH, MAX_TEXT_BYTES, SENTENCE_BERT_CONFIG, SentenceEmbedder, bert_max_seq_length,
+        bert_tokenizer,
+    },
     error::{Error, Result},
     fingerprint::{Fingerprint, FixedPointOutput, FloatTolerance},
     generate::{

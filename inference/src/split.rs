@@ -11,8 +11,10 @@ use candle_core::{
 use vichain_zk::QuantizedMlp;
 
 use crate::{
-    Error, FileEntry, LayerRange, ModelFamily, ModelManifest, Result, ShardEntry, ShardLayout,
+    Error, FileEntry, LayerRange, ModelFamily, ModelManifest, Result, SENTENCE_BERT_CONFIG,
+    ShardEntry, ShardLayout,
     bert::BertConfig,
+    bert_max_seq_length,
     llama::{GgufFile, LlamaConfig},
     manifest::{MANIFEST_FILE, MANIFEST_VERSION, write_file},
 };
@@ -84,7 +86,8 @@ fn finish(manifest: ModelManifest, out_dir: &Path) -> Result<ModelManifest> {
 
 /// Splits a Hugging Face BERT directory (`config.json`, `tokenizer.json`,
 /// `model.safetensors`) into one safetensors file per shard in `out_dir`, plus
-/// `manifest.json`; `config.json` and `tokenizer.json` are copied and listed as files.
+/// `manifest.json`; `config.json`, `tokenizer.json` and, when present,
+/// `sentence_bert_config.json` (the truncation length) are copied and listed as files.
 ///
 /// Tensors keep their names (without a leading `bert.`); the embeddings go to the first
 /// shard, or to the client's shard with [`ShardLayout::ClientKeepsEnds`]. Mean pooling has
@@ -130,10 +133,18 @@ pub fn split_bert(
         let entry = write_file(out_dir, &file, &bytes)?;
         shards.push(shard_entry(entry, range, embeddings, head));
     }
-    let files = vec![
+    let mut files = vec![
         write_file(out_dir, "config.json", &config)?,
         write_file(out_dir, "tokenizer.json", &tokenizer)?,
     ];
+    // The truncation length travels with the model, so that a client holding only the
+    // ends tokenizes exactly as the whole model's embedder does.
+    let st_path = src_dir.join(SENTENCE_BERT_CONFIG);
+    if st_path.exists() {
+        let bytes = std::fs::read(&st_path).map_err(|e| Error::io(&st_path, e))?;
+        bert_max_seq_length(&cfg, Some(&bytes), &src_dir.display().to_string())?;
+        files.push(write_file(out_dir, SENTENCE_BERT_CONFIG, &bytes)?);
+    }
     finish(
         ModelManifest {
             version: MANIFEST_VERSION,

@@ -3,6 +3,7 @@
 //! contract (`vichain-proto`).
 //!
 //! - [`home`]: the home directory: `vichaind init`, key files, CometBFT's files.
+//! - [`infer`]: `vichain infer`: one job through the worker network as a client.
 //! - [`grpc`]: the `NodeService` gRPC server (status, broadcast, verifiable queries).
 //! - [`dev`]: `vichaind dev`: in-process block production over the same ABCI code
 //!   path CometBFT drives, with an in-process mempool.
@@ -16,6 +17,7 @@
 //!   page and its JSON API.
 //! - [`tasks`]: named, supervised tasks with a shutdown signal.
 //! - [`tee_tool`]: `vichaind tee verify|simulate`.
+//! - [`worker`]: `vichaind worker`: serve a shard of a split model over libp2p.
 //! - [`zk_tool`]: `vichaind zk setup|prove|verify` and `vichaind model commit`.
 
 pub mod comet;
@@ -23,6 +25,7 @@ pub mod dev;
 pub mod devnet;
 pub mod grpc;
 pub mod home;
+pub mod infer;
 pub mod job_service;
 pub mod keys;
 pub mod metrics;
@@ -30,6 +33,7 @@ pub mod runner;
 pub mod tasks;
 pub mod tee_tool;
 pub mod web;
+pub mod worker;
 pub mod zk_tool;
 
 /// The version string of both binaries.

@@ -13,7 +13,8 @@ use tokenizers::Tokenizer;
 use vichain_inference::{
     Activation, ActivationDType, BertConfig, Fingerprint, GenerationParams, GgufFile,
     KvCacheConfig, LayerRange, LlamaConfig, LlamaStage, MAX_NEW_TOKENS, ModelFamily, ModelManifest,
-    Sampler, Shard, TextGenerator, bert_tokenizer, tokenizer_from_gguf,
+    SENTENCE_BERT_CONFIG, Sampler, Shard, TextGenerator, bert_max_seq_length, bert_tokenizer,
+    tokenizer_from_gguf,
 };
 
 use crate::{
@@ -82,6 +83,8 @@ pub struct StepTrace {
     pub stages: Vec<StageCommitment>,
     /// sha256 of the client's head output.
     pub head_sha256: Fingerprint,
+    /// Wall time of the step at the client (embedding, every stage, head), in microseconds.
+    pub elapsed_micros: u64,
 }
 
 impl StepTrace {
@@ -211,10 +214,21 @@ impl SplitClient {
             ModelFamily::Bert => {
                 let name = dir.join("config.json").display().to_string();
                 let cfg = BertConfig::from_json(&m.read_file(&dir, "config.json")?, &name)?;
+                // The same truncation as the whole model's embedder (256 tokens for
+                // all-MiniLM-L6-v2, not the 512 positions of its config).
+                let sentence_bert_config = m
+                    .files
+                    .iter()
+                    .any(|f| f.file == SENTENCE_BERT_CONFIG)
+                    .then(|| m.read_file(&dir, SENTENCE_BERT_CONFIG))
+                    .transpose()?;
+                let source = dir.display().to_string();
+                let max_seq_length =
+                    bert_max_seq_length(&cfg, sentence_bert_config.as_deref(), &source)?;
                 let tokenizer = bert_tokenizer(
                     &m.read_file(&dir, "tokenizer.json")?,
-                    cfg.max_position_embeddings,
-                    &dir.display().to_string(),
+                    max_seq_length,
+                    &source,
                 )?;
                 (
                     Shard::load(&dir, &m, index, kv)?,
@@ -523,6 +537,7 @@ impl SplitClient {
         stateful: bool,
         failovers: &mut Vec<FailoverEvent>,
     ) -> Result<(Activation, StepTrace)> {
+        let started = Instant::now();
         let tokens = Activation::tokens(session, position, ids)?;
         let mut act = self.ends.forward(&tokens)?;
         let embedding_sha256 = act.sha256();
@@ -549,6 +564,7 @@ impl SplitClient {
                 embedding_sha256,
                 stages,
                 head_sha256,
+                elapsed_micros: started.elapsed().as_micros() as u64,
             },
         ))
     }
@@ -581,18 +597,29 @@ impl SplitClient {
             loop {
                 tracing::warn!(stage = i, peer = %slot.peer, %error, "stage failed");
                 self.failed.insert(slot.peer);
-                let Some(next) = slot
-                    .alternates
-                    .iter()
-                    .position(|p| !self.failed.contains(p))
-                else {
+                slot.alternates.retain(|p| !self.failed.contains(p));
+                if slot.alternates.is_empty() {
+                    // Holders that joined (or were not yet found) since the route was
+                    // planned are looked up again before giving up.
+                    match self.discover().await {
+                        Ok(route) => {
+                            let found = &route.stages[i];
+                            slot.alternates = std::iter::once(found.peer)
+                                .chain(found.alternates.iter().copied())
+                                .filter(|p| !self.failed.contains(p))
+                                .collect();
+                        }
+                        Err(e) => tracing::warn!(stage = i, error = %e, "no other holder found"),
+                    }
+                }
+                if slot.alternates.is_empty() {
                     return Err(Error::NoRoute {
                         model_id: self.manifest.model_id.clone(),
                         range: slot.shard.range,
                         reason: format!("every holder failed; last error: {error}"),
                     });
-                };
-                slot.peer = slot.alternates.remove(next);
+                }
+                slot.peer = slot.alternates.remove(0);
                 match self.replay(i, slot).await {
                     Ok(()) => break,
                     Err(e) => error = e,
@@ -879,8 +906,8 @@ pub struct InferReport {
     pub failovers: Vec<FailoverReport>,
     /// The result.
     pub output: InferOutput,
-    /// Wall time of the job, in milliseconds.
-    pub elapsed_ms: u64,
+    /// Wall time of the job (after connecting), in microseconds.
+    pub elapsed_micros: u64,
     /// The client's counters.
     pub metrics: MetricsSnapshot,
 }
@@ -909,6 +936,8 @@ pub struct StepReport {
     pub stages: Vec<StageReport>,
     /// sha256 of the client's head output.
     pub head_sha256: String,
+    /// Wall time of the step at the client, microseconds.
+    pub elapsed_micros: u64,
 }
 
 /// One stage's commitment in a [`StepReport`].
@@ -928,6 +957,9 @@ pub struct StageReport {
     pub bytes_received: usize,
     /// Round trip, microseconds.
     pub latency_micros: u64,
+    /// Compute time the worker reported, microseconds (the rest of the round trip is
+    /// transfer, encoding and hashing).
+    pub compute_micros: u64,
 }
 
 /// A failover in an [`InferReport`].
@@ -967,93 +999,170 @@ pub enum InferOutput {
     },
 }
 
+/// What a job reports while it runs (for a command line's progress output).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum InferProgress {
+    /// The route was planned: the worker of each stage.
+    Route(Vec<RouteReport>),
+    /// A token was generated (`index` counts from 1); `route` is the route that ran it.
+    Token {
+        /// Tokens generated so far.
+        index: usize,
+        /// The token id.
+        token: u32,
+        /// Worker per stage for this token.
+        route: Vec<RouteReport>,
+    },
+    /// A stage was replaced.
+    Failover(FailoverReport),
+}
+
 /// Runs one job through the network as a client: embeddings for BERT models, a chat answer
-/// for Llama models.
+/// for Llama models. Connects, runs [`SplitClient::run`] and disconnects.
 pub async fn infer(request: InferRequest) -> Result<InferReport> {
-    let started = Instant::now();
-    let text = match &request.input {
-        InferInput::Text(t) => t.clone(),
-        InferInput::File(p) => std::fs::read_to_string(p).map_err(|e| Error::io(p, e))?,
-    };
+    let text = request.input.read()?;
     let mut client = SplitClient::connect(&request.manifest, request.client).await?;
-    let (route, traces, failovers, output) = match client.model {
-        ClientModel::Bert => {
-            let e = client.embed(&text).await?;
-            (
-                e.route,
-                vec![e.trace],
-                e.failovers,
-                InferOutput::Embedding {
-                    values: e.embedding,
-                },
-            )
-        }
-        ClientModel::Llama { .. } => {
-            let params = GenerationParams {
-                max_new_tokens: request.max_tokens,
-                ..GenerationParams::default()
-            };
-            let g = client.generate(&text, params).await?;
-            (
-                g.route,
-                g.traces,
-                g.failovers,
-                InferOutput::Text {
-                    tokens: g.tokens,
-                    text: g.text,
-                    stopped_at_eos: g.stopped_at_eos,
-                },
-            )
-        }
-    };
-    let report = InferReport {
-        model_id: client.manifest.model_id.clone(),
-        client: client.node.peer_id().to_string(),
-        route: route
-            .iter()
-            .map(|(s, p)| RouteReport {
-                layers: s.range.to_string(),
-                shard_sha256: s.sha256.to_string(),
-                peer: p.to_string(),
-            })
-            .collect(),
-        steps: traces
-            .iter()
-            .map(|t| StepReport {
-                position: t.position,
-                tokens: t.tokens,
-                embedding_sha256: t.embedding_sha256.to_string(),
-                stages: t
-                    .stages
-                    .iter()
-                    .map(|c| StageReport {
-                        layers: c.shard.range.to_string(),
-                        peer: c.peer.to_string(),
-                        input_sha256: c.input_sha256.to_string(),
-                        output_sha256: c.output_sha256.to_string(),
-                        bytes_sent: c.bytes_sent,
-                        bytes_received: c.bytes_received,
-                        latency_micros: c.latency_micros,
-                    })
-                    .collect(),
-                head_sha256: t.head_sha256.to_string(),
-            })
-            .collect(),
-        failovers: failovers
-            .iter()
-            .map(|f| FailoverReport {
-                layers: f.range.to_string(),
-                from: f.from.to_string(),
-                to: f.to.to_string(),
-                reason: f.reason.clone(),
-                replayed_steps: f.replayed_steps,
-                recovery_micros: f.recovery_micros,
-            })
-            .collect(),
-        output,
-        elapsed_ms: started.elapsed().as_millis() as u64,
-        metrics: client.metrics(),
-    };
+    let report = client.run(&text, request.max_tokens, |_| {}).await;
     client.node.shutdown().await;
-    Ok(report)
+    report
+}
+
+impl InferInput {
+    /// The text, read from the file for [`InferInput::File`] (at most
+    /// [`vichain_inference::MAX_TEXT_BYTES`]).
+    pub fn read(&self) -> Result<String> {
+        match self {
+            Self::Text(t) => Ok(t.clone()),
+            Self::File(p) => {
+                let len = std::fs::metadata(p).map_err(|e| Error::io(p, e))?.len();
+                let limit = vichain_inference::MAX_TEXT_BYTES;
+                if len > limit as u64 {
+                    return Err(Error::TooLarge {
+                        what: "input file",
+                        got: usize::try_from(len).unwrap_or(usize::MAX),
+                        limit,
+                    });
+                }
+                std::fs::read_to_string(p).map_err(|e| Error::io(p, e))
+            }
+        }
+    }
+}
+
+fn route_report(route: &[(ShardRef, PeerId)]) -> Vec<RouteReport> {
+    route
+        .iter()
+        .map(|(s, p)| RouteReport {
+            layers: s.range.to_string(),
+            shard_sha256: s.sha256.to_string(),
+            peer: p.to_string(),
+        })
+        .collect()
+}
+
+fn failover_report(f: &FailoverEvent) -> FailoverReport {
+    FailoverReport {
+        layers: f.range.to_string(),
+        from: f.from.to_string(),
+        to: f.to.to_string(),
+        reason: f.reason.clone(),
+        replayed_steps: f.replayed_steps,
+        recovery_micros: f.recovery_micros,
+    }
+}
+
+impl SplitClient {
+    /// Runs one job on this connected client: the embedding of `text` for BERT models, the
+    /// answer to the chat message `text` (at most `max_tokens`) for Llama models.
+    /// `progress` hears of the route, each token and each failover as they happen.
+    pub async fn run(
+        &mut self,
+        text: &str,
+        max_tokens: usize,
+        mut progress: impl FnMut(InferProgress),
+    ) -> Result<InferReport> {
+        let started = Instant::now();
+        let (route, traces, failovers, output) = match self.model {
+            ClientModel::Bert => {
+                let e = self.embed(text).await?;
+                progress(InferProgress::Route(route_report(&e.route)));
+                for f in &e.failovers {
+                    progress(InferProgress::Failover(failover_report(f)));
+                }
+                (
+                    e.route,
+                    vec![e.trace],
+                    e.failovers,
+                    InferOutput::Embedding {
+                        values: e.embedding,
+                    },
+                )
+            }
+            ClientModel::Llama { .. } => {
+                let params = GenerationParams {
+                    max_new_tokens: max_tokens,
+                    ..GenerationParams::default()
+                };
+                let ids = self.chat_tokens(text)?;
+                let mut session = self.start_generation(&ids, params).await?;
+                progress(InferProgress::Route(route_report(&session.route())));
+                let mut reported = 0;
+                while let Some(token) = session.next_token().await? {
+                    for f in &session.failovers[reported..] {
+                        progress(InferProgress::Failover(failover_report(f)));
+                    }
+                    reported = session.failovers.len();
+                    progress(InferProgress::Token {
+                        index: session.tokens.len(),
+                        token,
+                        route: route_report(&session.route()),
+                    });
+                }
+                let g = session.finish().await?;
+                (
+                    g.route,
+                    g.traces,
+                    g.failovers,
+                    InferOutput::Text {
+                        tokens: g.tokens,
+                        text: g.text,
+                        stopped_at_eos: g.stopped_at_eos,
+                    },
+                )
+            }
+        };
+        Ok(InferReport {
+            model_id: self.manifest.model_id.clone(),
+            client: self.node.peer_id().to_string(),
+            route: route_report(&route),
+            steps: traces
+                .iter()
+                .map(|t| StepReport {
+                    position: t.position,
+                    tokens: t.tokens,
+                    embedding_sha256: t.embedding_sha256.to_string(),
+                    stages: t
+                        .stages
+                        .iter()
+                        .map(|c| StageReport {
+                            layers: c.shard.range.to_string(),
+                            peer: c.peer.to_string(),
+                            input_sha256: c.input_sha256.to_string(),
+                            output_sha256: c.output_sha256.to_string(),
+                            bytes_sent: c.bytes_sent,
+                            bytes_received: c.bytes_received,
+                            latency_micros: c.latency_micros,
+                            compute_micros: c.compute_micros,
+                        })
+                        .collect(),
+                    head_sha256: t.head_sha256.to_string(),
+                    elapsed_micros: t.elapsed_micros,
+                })
+                .collect(),
+            failovers: failovers.iter().map(failover_report).collect(),
+            output,
+            elapsed_micros: started.elapsed().as_micros() as u64,
+            metrics: self.metrics(),
+        })
+    }
 }

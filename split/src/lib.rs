@@ -17,6 +17,9 @@
 //! step leaves a chain of commitments ([`StepTrace`]) that redundant pipelines can compare
 //! stage by stage.
 //!
+//! The node runs this library as `vichaind worker` (one shard per process) and `vichain
+//! infer` (a client; [`SplitClient::run`] reports progress through [`InferProgress`]).
+//!
 //! ```no_run
 //! # async fn demo() -> vichain_split::Result<()> {
 //! use vichain_split::{InferInput, InferRequest, infer};
@@ -43,8 +46,8 @@ mod worker;
 pub use crate::{
     client::{
         ClientConfig, EmbeddingOutput, FailoverEvent, FailoverReport, GenerationOutput,
-        GenerationSession, InferInput, InferOutput, InferReport, InferRequest, RouteReport,
-        SplitClient, StageCommitment, StageReport, StepReport, StepTrace, infer,
+        GenerationSession, InferInput, InferOutput, InferProgress, InferReport, InferRequest,
+        RouteReport, SplitClient, StageCommitment, StageReport, StepReport, StepTrace, infer,
     },
     error::{Error, Result},
     metrics::{Metrics, MetricsSnapshot},

@@ -115,16 +115,15 @@ impl Worker {
         let index = manifest
             .shards
             .iter()
-            .position(|s| s.layers == config.layers)
+            .position(|s| s.layers == config.layers && !s.layers.is_empty())
             .ok_or_else(|| Error::Model {
                 model_id: manifest.model_id.clone(),
                 reason: format!(
                     "no shard holds layers {}; shards: {}",
                     config.layers,
                     manifest
-                        .shards
-                        .iter()
-                        .map(|s| s.layers.to_string())
+                        .worker_shards()
+                        .map(|(_, s)| s.layers.to_string())
                         .collect::<Vec<_>>()
                         .join(", ")
                 ),

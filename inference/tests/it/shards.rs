@@ -1,6 +1,7 @@
 use vichain_inference::{
-    Activation, Error, KvCacheConfig, LayerRange, MANIFEST_FILE, ModelManifest, Pipeline, Shard,
-    ShardLayout, split_bert,
+    Activation, BertConfig, Error, KvCacheConfig, LayerRange, MANIFEST_FILE, ModelManifest,
+    Pipeline, SENTENCE_BERT_CONFIG, Shard, ShardLayout, bert_max_seq_length, bert_tokenizer,
+    split_bert,
 };
 
 use crate::common::{embedder, minilm_dir};
@@ -49,6 +50,60 @@ fn two_and_three_bert_shards_are_bit_identical_to_the_whole_model() {
             "{parts} shards"
         );
     }
+}
+
+#[test]
+fn a_split_model_keeps_the_whole_models_truncation_length() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = split_bert(
+        &minilm_dir(),
+        dir.path(),
+        "all-minilm-l6-v2",
+        &[LayerRange::new(0, 3), LayerRange::new(3, 6)],
+        ShardLayout::ClientKeepsEnds,
+    )
+    .unwrap();
+    assert!(
+        manifest
+            .files
+            .iter()
+            .any(|f| f.file == SENTENCE_BERT_CONFIG)
+    );
+    let source = dir.path().display().to_string();
+    let cfg = BertConfig::from_json(
+        &manifest.read_file(dir.path(), "config.json").unwrap(),
+        &source,
+    )
+    .unwrap();
+    let sbc = manifest
+        .read_file(dir.path(), SENTENCE_BERT_CONFIG)
+        .unwrap();
+    let max = bert_max_seq_length(&cfg, Some(&sbc), &source).unwrap();
+    assert_eq!(max, embedder().max_seq_length());
+    assert_eq!(
+        max, 256,
+        "not the config's {} positions",
+        cfg.max_position_embeddings
+    );
+    assert_eq!(bert_max_seq_length(&cfg, None, &source).unwrap(), 512);
+    let bad = bert_max_seq_length(&cfg, Some(br#"{"max_seq_length": 513}"#), &source);
+    assert!(bad.unwrap_err().to_string().contains("outside 1..=512"));
+
+    // A client tokenizing with the split directory's files gets the embedder's ids.
+    let long = "Every stage commits to the activation it emits. ".repeat(40);
+    let client = bert_tokenizer(
+        &manifest.read_file(dir.path(), "tokenizer.json").unwrap(),
+        max,
+        &source,
+    )
+    .unwrap();
+    let ids = client
+        .encode(long.as_str(), true)
+        .unwrap()
+        .get_ids()
+        .to_vec();
+    assert_eq!(ids.len(), 256);
+    assert_eq!(ids, embedder().tokenize(&long).unwrap());
 }
 
 #[test]

@@ -91,6 +91,9 @@ enum Command {
         #[arg(long, default_value = "dev")]
         from: String,
     },
+    /// Run a split model through the worker network (libp2p) as a client: prints the
+    /// route, each stage's activation hashes, failovers and the output.
+    Infer(vichain_node::infer::InferArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -197,7 +200,13 @@ enum QueryCmd {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    let result = tokio::runtime::Builder::new_current_thread()
+    // The split client computes while its libp2p swarm runs: give them threads.
+    let mut runtime = if matches!(cli.command, Command::Infer(_)) {
+        tokio::runtime::Builder::new_multi_thread()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+    };
+    let result = runtime
         .enable_all()
         .build()
         .map_err(anyhow::Error::from)
@@ -339,6 +348,7 @@ async fn run(cli: Cli) -> Result<()> {
                     .join("\n")
             });
         }
+        Command::Infer(args) => vichain_node::infer::main(args.clone(), cli.json).await?,
         Command::Workers => {
             let r = client(&cli)
                 .await?

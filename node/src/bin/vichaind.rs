@@ -91,6 +91,9 @@ enum Command {
     /// TEE attestation evidence.
     #[command(subcommand)]
     Tee(TeeCmd),
+    /// Serve one shard of a split model to the worker network (libp2p) until SIGINT or
+    /// SIGTERM; prints the worker's peer id and dialable addresses (`listening ADDR`).
+    Worker(vichain_node::worker::WorkerArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -406,6 +409,7 @@ fn run() -> Result<()> {
             Ok(())
         }
         Command::Start { home, metrics_addr } => block_on(start(Home::new(home), metrics_addr)),
+        Command::Worker(args) => block_on(vichain_node::worker::main(args)),
         Command::Zk(cmd) => zk(cmd),
         Command::Tee(cmd) => tee(cmd),
         Command::Model(ModelCmd::Split {

@@ -1,6 +1,7 @@
 //! The binaries as users run them: `vichaind dev` with the `vichain` CLI against
 //! it (transfer, verified queries, restart on the same home), and `vichaind start`
-//! driven over its ABCI socket the way CometBFT drives it.
+//! driven over its ABCI socket the way CometBFT drives it; `vichaind worker` processes
+//! serving split models to `vichain infer` ([`split`]).
 
 #![allow(clippy::unwrap_used)]
 
@@ -16,6 +17,7 @@ use serde_json::Value;
 mod dashboard;
 mod grafana;
 mod jobs;
+mod split;
 
 const VICHAIND: &str = env!("CARGO_BIN_EXE_vichaind");
 const VICHAIN: &str = env!("CARGO_BIN_EXE_vichain");

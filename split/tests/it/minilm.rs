@@ -58,6 +58,15 @@ async fn a_three_stage_minilm_pipeline_is_bit_identical_to_the_whole_model() {
         assert_eq!(link.output_sha256, next.input_sha256, "the chain links");
     }
     assert!(out.failovers.is_empty());
+
+    // Past the model's 256-token limit, the client truncates where the embedder does.
+    let long = SENTENCE.repeat(40);
+    let out = client.embed(&long).await.unwrap();
+    assert_eq!(out.trace.tokens, whole.max_seq_length());
+    assert_eq!(
+        f32_bytes(&out.embedding),
+        f32_bytes(&whole.embed(&long).unwrap())
+    );
     let m = client.metrics();
     assert!(m.stage_calls >= 3 && m.bytes_sent > 0);
     for w in workers {
