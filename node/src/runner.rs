@@ -163,6 +163,124 @@ impl Executor for GenerateExecutor {
     }
 }
 
+/// Runs a split model as the orchestrator of a pipeline through the worker network
+/// (the client side of `vichain infer`); the reveal lists every stage with its
+/// operator (from the chain's worker registry, by peer id) and a digest of the
+/// activations it received and emitted over the whole job, so that redundant
+/// pipelines can be compared stage by stage.
+pub struct PipelineExecutor {
+    manifest: PathBuf,
+    bootstrap: Vec<vichain_split::Multiaddr>,
+    max_new_tokens: usize,
+    chain: String,
+    handle: tokio::runtime::Handle,
+}
+
+impl PipelineExecutor {
+    pub fn new(
+        manifest: PathBuf,
+        bootstrap: Vec<vichain_split::Multiaddr>,
+        max_new_tokens: usize,
+        chain: String,
+    ) -> Result<Self> {
+        vichain_inference::ModelManifest::load(&manifest)?;
+        Ok(Self {
+            manifest,
+            bootstrap,
+            max_new_tokens,
+            chain,
+            handle: tokio::runtime::Handle::current(),
+        })
+    }
+}
+
+/// sha256 over a sequence of hex digests, in order.
+fn digest_of(hashes: impl Iterator<Item = String>) -> Vec<u8> {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    for x in hashes {
+        h.update(hex::decode(x).unwrap_or_default());
+    }
+    h.finalize().to_vec()
+}
+
+impl Executor for PipelineExecutor {
+    fn execute(&self, job: &pb::Job) -> Result<Executed> {
+        let text = std::str::from_utf8(&job.input)
+            .with_context(|| format!("job {}: the input is not UTF-8 text", job.id))?;
+        let args = crate::infer::InferArgs {
+            model: self.manifest.clone(),
+            text: Some(text.to_owned()),
+            input: None,
+            bootstrap: self.bootstrap.clone(),
+            max_tokens: self.max_new_tokens,
+            allow_peers: None,
+            timeout: Duration::from_secs(30),
+            discovery_timeout: Duration::from_secs(20),
+            repeat: 1,
+            local: false,
+        };
+        let chain = self.chain.clone();
+        let (summary, workers) = self.handle.block_on(async move {
+            let summary = crate::infer::run(&args, |_| {}).await?;
+            let workers = NodeServiceClient::connect(chain)
+                .await?
+                .list_workers(pb::ListWorkersRequest {})
+                .await?
+                .into_inner()
+                .workers;
+            anyhow::Ok((summary, workers))
+        })?;
+        let report = summary.report;
+        let output = match report.output {
+            vichain_split::InferOutput::Embedding { values } => pb::JobOutput {
+                values: values
+                    .iter()
+                    .map(|&x| (f64::from(x) * FIXED_POINT_ONE as f64).round() as i64)
+                    .collect(),
+                text: String::new(),
+            },
+            vichain_split::InferOutput::Text { tokens, text, .. } => pb::JobOutput {
+                values: tokens.iter().map(|&t| i64::from(t)).collect(),
+                text,
+            },
+        };
+        let mut stages = Vec::with_capacity(report.route.len());
+        for (i, r) in report.route.iter().enumerate() {
+            let (a, b) = r
+                .layers
+                .split_once("..")
+                .with_context(|| format!("route layers {:?}", r.layers))?;
+            let operator = workers
+                .iter()
+                .find(|w| w.peer_id == r.peer)
+                .map_or(vec![0; 20], |w| w.operator.clone());
+            stages.push(pb::Stage {
+                operator,
+                start_layer: a.parse()?,
+                end_layer: b.parse()?,
+                input_hash: digest_of(
+                    report
+                        .steps
+                        .iter()
+                        .filter_map(|s| s.stages.get(i).map(|x| x.input_sha256.clone())),
+                ),
+                output_hash: digest_of(
+                    report
+                        .steps
+                        .iter()
+                        .filter_map(|s| s.stages.get(i).map(|x| x.output_sha256.clone())),
+                ),
+            });
+        }
+        Ok(Executed {
+            output,
+            proof: None,
+            stages,
+        })
+    }
+}
+
 macro_rules! opaque_debug {
     ($($t:ty),*) => {$(
         impl std::fmt::Debug for $t {
@@ -176,6 +294,7 @@ opaque_debug!(
     DigitsExecutor,
     EmbedExecutor,
     GenerateExecutor,
+    PipelineExecutor,
     RunnerConfig,
     Runner
 );

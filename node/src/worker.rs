@@ -8,7 +8,7 @@
 
 use std::{collections::BTreeSet, path::PathBuf, str::FromStr, time::Duration};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, bail, ensure};
 use serde::Serialize;
 use vichain_inference::LayerRange;
 use vichain_split::{AllowList, Multiaddr, PeerId, Worker, WorkerConfig};
@@ -53,6 +53,40 @@ pub struct WorkerArgs {
     /// Delay added before every forward pass (fault injection for tests and benchmarks).
     #[arg(long, hide = true, value_parser = humantime::parse_duration)]
     pub inject_delay: Option<Duration>,
+    /// Also take jobs from the chain: the gRPC address of a vichain node, e.g.
+    /// http://127.0.0.1:9090. The worker watches for jobs assigned to its operator key,
+    /// runs them, proves where the model requires it, commits and reveals.
+    #[arg(long)]
+    pub chain: Option<String>,
+    /// Name of the operator key in HOME/keys (created on first use; fund it and
+    /// register it with `vichain tx register-worker --from NAME --peer-id ...`).
+    #[arg(long, default_value = "operator")]
+    pub operator: String,
+    /// A model this worker runs for chain jobs, ID=PATH (repeatable): a `.vqmlp` integer
+    /// MLP, a BERT directory (config.json, model.safetensors, tokenizer.json), a `.gguf`
+    /// Llama, or a split model's manifest.json, which it runs as the orchestrator of a
+    /// pipeline through the worker network.
+    #[arg(long, value_parser = parse_job_model)]
+    pub job_model: Vec<(String, PathBuf)>,
+    /// Groth16 proving key for the `.vqmlp` models whose jobs require proofs (from
+    /// `vichaind zk setup`; public weights, argmax output).
+    #[arg(long)]
+    pub proving_key: Option<PathBuf>,
+    /// Tokens generated per job for Llama models.
+    #[arg(long, default_value_t = 16)]
+    pub max_new_tokens: usize,
+}
+
+/// Parses `ID=PATH`.
+pub fn parse_job_model(s: &str) -> Result<(String, PathBuf)> {
+    let (id, path) = s
+        .split_once('=')
+        .with_context(|| format!("--job-model {s:?} is not ID=PATH"))?;
+    ensure!(
+        !id.is_empty() && !path.is_empty(),
+        "--job-model {s:?} is not ID=PATH"
+    );
+    Ok((id.to_owned(), PathBuf::from(path)))
 }
 
 impl WorkerArgs {
@@ -230,5 +264,118 @@ pub async fn main(args: WorkerArgs) -> Result<()> {
             println!("listening {a}");
         }
     }
+    if let Some(chain) = &args.chain {
+        start_job_runner(&args, chain, &info, &mut tasks).await?;
+    }
     tasks.run().await
+}
+
+/// The executor of chain jobs for the model file at `path`.
+fn executor_for(
+    args: &WorkerArgs,
+    path: &std::path::Path,
+    info: &WorkerInfo,
+    chain: &str,
+) -> Result<std::sync::Arc<dyn crate::runner::Executor>> {
+    use std::sync::{Arc, Mutex};
+
+    use crate::runner::{DigitsExecutor, EmbedExecutor, GenerateExecutor, PipelineExecutor};
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    if name.ends_with(".vqmlp") {
+        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let model = Arc::new(vichain_zk::QuantizedMlp::from_bytes(&bytes)?);
+        let proving = match &args.proving_key {
+            Some(pk) => {
+                let (pk_bytes, hash) = crate::zk_tool::read_key(pk, None)?;
+                let pk = vichain_zk::decode_proving_key(&pk_bytes, &hash)?;
+                Some((
+                    Arc::new(pk),
+                    vichain_zk::WeightMode::Public,
+                    vichain_zk::OutputMode::Argmax,
+                ))
+            }
+            None => None,
+        };
+        return Ok(Arc::new(DigitsExecutor { model, proving }));
+    }
+    if name.ends_with(".gguf") {
+        let generator = vichain_inference::TextGenerator::from_gguf(
+            path,
+            vichain_inference::KvCacheConfig::default(),
+        )?;
+        return Ok(Arc::new(GenerateExecutor {
+            generator: Mutex::new(generator),
+            max_new_tokens: args.max_new_tokens,
+        }));
+    }
+    if name == vichain_inference::MANIFEST_FILE || name.ends_with(".json") {
+        let mut bootstrap = args.bootstrap.clone();
+        bootstrap.extend(info.listen_addrs.iter().filter_map(|a| a.parse().ok()));
+        return Ok(Arc::new(PipelineExecutor::new(
+            path.to_path_buf(),
+            bootstrap,
+            args.max_new_tokens,
+            chain.to_owned(),
+        )?));
+    }
+    if path.join("config.json").exists() {
+        let embedder = vichain_inference::SentenceEmbedder::from_dir(path)?;
+        return Ok(Arc::new(EmbedExecutor(Arc::new(embedder))));
+    }
+    bail!(
+        "--job-model {}: not a .vqmlp, .gguf, manifest.json or BERT directory",
+        path.display()
+    )
+}
+
+async fn start_job_runner(
+    args: &WorkerArgs,
+    chain: &str,
+    info: &WorkerInfo,
+    tasks: &mut TaskManager,
+) -> Result<()> {
+    use crate::runner::{Runner, RunnerConfig};
+    let keyring = crate::keys::Keyring::new(&args.home);
+    let key = match keyring.get(&args.operator) {
+        Ok(k) => k,
+        Err(_) => keyring.add(&args.operator)?,
+    };
+    let mut executors = std::collections::BTreeMap::new();
+    for (id, path) in &args.job_model {
+        executors.insert(id.clone(), executor_for(args, path, info, chain)?);
+    }
+    ensure!(
+        !executors.is_empty(),
+        "--chain needs at least one --job-model ID=PATH"
+    );
+    let mut node =
+        vichain_proto::v1::node_service_client::NodeServiceClient::connect(chain.to_owned())
+            .await
+            .with_context(|| format!("cannot reach the node at {chain}"))?;
+    let status = node
+        .status(vichain_proto::v1::StatusRequest {})
+        .await?
+        .into_inner();
+    let runner = Runner::connect(RunnerConfig {
+        name: format!("worker {}", info.peer_id),
+        grpc: chain.to_owned(),
+        key: key.key.clone(),
+        chain_id: status.chain_id,
+        state_file: args.home.join("jobs.json"),
+        poll: Duration::from_millis(300),
+        fee: 1,
+        executors,
+    })
+    .await?;
+    println!(
+        "operator {} takes jobs from {chain} for models {}",
+        key.address(),
+        args.job_model
+            .iter()
+            .map(|(id, _)| id.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    tasks.spawn_critical("job-runner", runner.run(tasks.shutdown()));
+    Ok(())
 }

@@ -271,3 +271,141 @@ fn job_service_answers_bad_requests_with_grpc_status_codes() {
         assert!(open.jobs.is_empty(), "nothing was stored");
     });
 }
+
+/// `vichaind worker --chain`: a worker process with its own operator key watches the
+/// chain, runs the job it is assigned and commits and reveals; the job finalizes with
+/// its result, and the operator is paid.
+#[test]
+fn a_standalone_worker_process_takes_its_jobs_from_the_chain() {
+    use std::io::{BufRead, BufReader};
+
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("client");
+    let grpc = free_port();
+    let _node = super::dev(&dir.path().join("node"), grpc);
+    wait_for_height(grpc, &keys, 1);
+
+    // The digits MLP cut into one shard for the worker network, and registered on chain.
+    let model = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../inference/data/digits-mlp.vqmlp"
+    );
+    let shards = dir.path().join("shards");
+    let out = Command::new(VICHAIND)
+        .args([
+            "model", "split", "--model", model, "--id", "digits", "--layers", "0..2", "--out",
+        ])
+        .arg(&shards)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let spec = dir.path().join("plain.json");
+    let sha = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(std::fs::read(model).unwrap()))
+    };
+    std::fs::write(
+        &spec,
+        serde_json::json!({
+            "model_id": "plain", "family": "mlp", "total_layers": 2,
+            "shards": [{"start_layer": 0, "end_layer": 2, "sha256": sha}],
+            "policy": {"k": 1, "quorum": 1}, "price": 3,
+        })
+        .to_string(),
+    )
+    .unwrap();
+    json(&cli(
+        grpc,
+        &keys,
+        &[
+            "tx",
+            "register-model",
+            "--spec",
+            spec.to_str().unwrap(),
+            "--json",
+        ],
+    ));
+
+    let home = dir.path().join("worker");
+    let mut worker = Node(
+        Command::new(VICHAIND)
+            .args(["worker", "--listen", "/ip4/127.0.0.1/tcp/0", "--home"])
+            .arg(&home)
+            .arg("--model")
+            .arg(shards.join("manifest.json"))
+            .args(["--layers", "0..2", "--chain"])
+            .arg(format!("http://127.0.0.1:{grpc}"))
+            .arg("--job-model")
+            .arg(format!("plain={model}"))
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let (mut peer, mut operator) = (String::new(), String::new());
+    let mut lines = BufReader::new(worker.0.stdout.take().unwrap()).lines();
+    while peer.is_empty() || operator.is_empty() {
+        let line = lines.next().expect("worker output ended").unwrap();
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words.first() {
+            Some(&"worker") => peer = words[1].to_owned(),
+            Some(&"operator") => operator = words[1].to_owned(),
+            _ => {}
+        }
+    }
+    // Fund the operator, then it registers as a worker for "plain".
+    json(&cli(
+        grpc,
+        &keys,
+        &[
+            "tx", "transfer", "--to", &operator, "--amount", "100000", "--json",
+        ],
+    ));
+    let reg = Command::new(super::VICHAIN)
+        .args([
+            "tx",
+            "register-worker",
+            "--from",
+            "operator",
+            "--peer-id",
+            &peer,
+        ])
+        .args(["--stake", "5000", "--serves", "plain:0", "--json"])
+        .env("VICHAIN_NODE", format!("http://127.0.0.1:{grpc}"))
+        .env("VICHAIN_HOME", &home)
+        .output()
+        .unwrap();
+    let reg = json(&reg);
+    assert_eq!(reg["code"], 0, "{reg}");
+
+    let job = json(&cli(
+        grpc,
+        &keys,
+        &[
+            "submit", "--model", "plain", "--digit", "4", "--wait", "--json",
+        ],
+    ));
+    assert_eq!(job["status"], "JOB_STATUS_FINALIZED", "{job:#}");
+    let agreed = agreed(&job);
+    assert_eq!(agreed.len(), 1);
+    assert_eq!(agreed[0]["worker"], operator.as_str());
+    assert_eq!(agreed[0]["reward"], 3);
+    let (input, _) = {
+        let data = vichain_inference::DigitsDataset::bundled().unwrap();
+        let (_, test) = data.split();
+        (vichain_inference::quantize_input(&test.images[4]), ())
+    };
+    let m = vichain_zk::QuantizedMlp::from_bytes(vichain_inference::DIGITS_MODEL).unwrap();
+    assert_eq!(
+        job["result"]["values"][0].as_i64().unwrap(),
+        m.forward(&input).unwrap().argmax as i64
+    );
+    // What it committed is in its state file until the job closes.
+    assert!(home.join("jobs.json").exists());
+    assert!(worker.terminate().success());
+}
