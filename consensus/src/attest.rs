@@ -1,13 +1,16 @@
 //! TEE attestations in the ledger: a worker's evidence is verified at block time
-//! (never the wall clock), bound to the worker's operator key, the chain id and a
-//! recent block hash, checked against the policy of every `require_tee` model the
-//! worker serves, and kept on the worker record until it expires.
+//! (never the wall clock), bound to the worker's operator key, the chain id, a
+//! recent block hash and the worker's HPKE encryption key, checked against the
+//! policy of every `require_tee` model the worker serves, and kept on the worker
+//! record (with the encryption key clients seal inputs to) until it expires.
 
 use std::{collections::BTreeSet, str::FromStr};
 
 use sha2::{Digest, Sha256};
 use vichain_proto::v1 as pb;
-use vichain_tee::{Evidence, Policy, TcbStatus, TeeKind, VerifiedAttestation, Verifier};
+use vichain_tee::{
+    EncryptionPublicKey, Evidence, Policy, TcbStatus, TeeKind, VerifiedAttestation, Verifier,
+};
 
 use crate::TxError;
 
@@ -17,11 +20,12 @@ pub const MAX_POLICY_MEASUREMENTS: usize = 32;
 /// Longest launch measurement (SNP and TDX: 48 bytes; SGX: 32).
 pub const MAX_MEASUREMENT_BYTES: usize = 64;
 
-/// Checks on a `SubmitAttestation` that need no state: size and decoding.
+/// Checks on a `SubmitAttestation` that need no state: size and decoding of the
+/// evidence, and a usable X25519 encryption key (32 bytes, not a small-order point).
 pub(crate) fn check_submit_attestation(
     a: &pb::SubmitAttestation,
     params: &pb::Params,
-) -> Result<Evidence, TxError> {
+) -> Result<(Evidence, EncryptionPublicKey), TxError> {
     let max = params
         .max_evidence_bytes
         .min(vichain_tee::MAX_EVIDENCE_LEN as u64);
@@ -31,9 +35,12 @@ pub(crate) fn check_submit_attestation(
             max,
         });
     }
-    Evidence::decode(&a.evidence).map_err(|e| TxError::AttestationInvalid {
+    let evidence = Evidence::decode(&a.evidence).map_err(|e| TxError::AttestationInvalid {
         reason: format!("evidence does not decode: {e}"),
-    })
+    })?;
+    let key = EncryptionPublicKey::from_bytes(&a.encryption_key)
+        .map_err(|e| TxError::invalid("submit_attestation.encryption_key", e.to_string()))?;
+    Ok((evidence, key))
 }
 
 /// Validates the TEE part of a model policy.
@@ -115,6 +122,7 @@ pub(crate) fn verify(
 pub(crate) fn record(
     v: &VerifiedAttestation,
     evidence: &[u8],
+    encryption_key: &EncryptionPublicKey,
     height: u64,
     ttl_blocks: u64,
 ) -> pb::Attestation {
@@ -128,6 +136,7 @@ pub(crate) fn record(
         attested_height: height,
         expiry_height: height.saturating_add(ttl_blocks),
         evidence_hash: Sha256::digest(evidence).to_vec(),
+        encryption_key: encryption_key.to_bytes().to_vec(),
     }
 }
 
