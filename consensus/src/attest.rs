@@ -9,7 +9,8 @@ use std::{collections::BTreeSet, str::FromStr};
 use sha2::{Digest, Sha256};
 use vichain_proto::v1 as pb;
 use vichain_tee::{
-    EncryptionPublicKey, Evidence, Policy, TcbStatus, TeeKind, VerifiedAttestation, Verifier,
+    EncryptionPublicKey, Evidence, Policy, SealedInput, SealedInputContext, TcbStatus, TeeKind,
+    VerifiedAttestation, Verifier,
 };
 
 use crate::TxError;
@@ -145,4 +146,127 @@ pub(crate) fn record(
 pub fn attestation_is_current(a: &pb::Attestation, height: u64, time_ns: i64) -> bool {
     let at = u64::try_from(time_ns / 1_000_000_000).unwrap_or(0);
     height <= a.expiry_height && at <= a.valid_until
+}
+
+/// The encryption key clients may seal job inputs to for `w` at `height` and block
+/// time `time_ns`: that of its current attestation, if it has one.
+pub fn attested_encryption_key(
+    w: &pb::Worker,
+    height: u64,
+    time_ns: i64,
+) -> Option<EncryptionPublicKey> {
+    let a = w.attestation.as_ref()?;
+    if !attestation_is_current(a, height, time_ns) {
+        return None;
+    }
+    EncryptionPublicKey::from_bytes(&a.encryption_key).ok()
+}
+
+/// Checks a sealed job input (vichain-tee's `SealedInput` encoding) addressed to
+/// `worker` before the ledger carries it: it decodes within bounds, the worker has
+/// an attestation current at `height`/`time_ns`, and the input is sealed to that
+/// attestation's encryption key under the context (chain id, job id, worker's
+/// operator address). Needs no secret; only the worker can open it.
+pub fn check_sealed_input(
+    sealed: &[u8],
+    worker: &pb::Worker,
+    chain_id: &str,
+    job_id: u64,
+    height: u64,
+    time_ns: i64,
+) -> Result<SealedInput, TxError> {
+    let input = SealedInput::decode(sealed)
+        .map_err(|e| TxError::invalid("sealed_input", e.to_string()))?;
+    let key = attested_encryption_key(worker, height, time_ns).ok_or_else(|| {
+        TxError::AttestationInvalid {
+            reason: format!(
+                "worker {} has no current attestation, so no key to seal an input to",
+                hex::encode(&worker.operator)
+            ),
+        }
+    })?;
+    let ctx = SealedInputContext {
+        chain_id,
+        job_id,
+        worker: &worker.operator,
+    };
+    input
+        .check_addressed(&key, &ctx.aad())
+        .map_err(|e| TxError::invalid("sealed_input", e.to_string()))?;
+    Ok(input)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use vichain_tee::EncryptionKey;
+
+    use super::*;
+
+    const NOW_NS: i64 = 1_700_000_000 * 1_000_000_000;
+
+    fn worker(key: &EncryptionKey) -> pb::Worker {
+        pb::Worker {
+            operator: vec![0x11; 20],
+            attestation: Some(pb::Attestation {
+                kind: "simulated".into(),
+                valid_until: 1_700_000_100,
+                attested_height: 10,
+                expiry_height: 20,
+                encryption_key: key.public_key().to_bytes().to_vec(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn seal(key: &EncryptionKey, job_id: u64, operator: &[u8]) -> Vec<u8> {
+        SealedInputContext {
+            chain_id: "c",
+            job_id,
+            worker: operator,
+        }
+        .seal(&key.public_key(), b"input")
+        .unwrap()
+        .encode()
+    }
+
+    #[test]
+    fn a_sealed_input_is_carried_only_to_the_current_attested_key_of_its_job_and_worker() {
+        let key = EncryptionKey::derive(&[1; 32]).unwrap();
+        let w = worker(&key);
+        let good = seal(&key, 5, &w.operator);
+        let checked = check_sealed_input(&good, &w, "c", 5, 15, NOW_NS).unwrap();
+        assert_eq!(checked.recipient, key.public_key());
+        assert_eq!(
+            attested_encryption_key(&w, 15, NOW_NS),
+            Some(key.public_key())
+        );
+
+        let other = EncryptionKey::derive(&[2; 32]).unwrap();
+        let cases = [
+            ("another key", seal(&other, 5, &w.operator), 15, 14),
+            ("another job", seal(&key, 6, &w.operator), 15, 14),
+            ("another worker", seal(&key, 5, &[0x22; 20]), 15, 14),
+            ("garbage", vec![1; 40], 15, 14),
+            ("an expired attestation", good.clone(), 21, 25),
+        ];
+        for (name, bytes, height, code) in cases {
+            let err = check_sealed_input(&bytes, &w, "c", 5, height, NOW_NS).unwrap_err();
+            assert_eq!(err.code(), code, "{name}: {err}");
+        }
+        assert!(check_sealed_input(&good, &w, "other-chain", 5, 15, NOW_NS).is_err());
+        let unattested = pb::Worker {
+            attestation: None,
+            ..w
+        };
+        assert_eq!(attested_encryption_key(&unattested, 15, NOW_NS), None);
+        assert_eq!(
+            check_sealed_input(&good, &unattested, "c", 5, 15, NOW_NS)
+                .unwrap_err()
+                .code(),
+            25
+        );
+    }
 }

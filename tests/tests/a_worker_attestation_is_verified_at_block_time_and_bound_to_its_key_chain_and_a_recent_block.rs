@@ -317,7 +317,8 @@ fn a_simulated_attestation_is_stored_and_every_bad_one_is_rejected_with_its_code
     assert_eq!((a.attested_height, a.expiry_height), (2, 52));
     assert_eq!(a.encryption_key, ek().as_bytes().to_vec());
     assert!(
-        r.events
+        r.tx_results[0]
+            .events
             .iter()
             .flat_map(|e| &e.attributes)
             .any(|at| at.key == "encryption_key" && at.value == ek().to_hex()),
