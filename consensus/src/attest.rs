@@ -175,8 +175,8 @@ pub fn check_sealed_input(
     height: u64,
     time_ns: i64,
 ) -> Result<SealedInput, TxError> {
-    let input = SealedInput::decode(sealed)
-        .map_err(|e| TxError::invalid("sealed_input", e.to_string()))?;
+    let input =
+        SealedInput::decode(sealed).map_err(|e| TxError::invalid("sealed_input", e.to_string()))?;
     let key = attested_encryption_key(worker, height, time_ns).ok_or_else(|| {
         TxError::AttestationInvalid {
             reason: format!(

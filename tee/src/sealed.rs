@@ -186,8 +186,8 @@ impl EncryptionKey {
             }
         }
         let text = std::fs::read_to_string(path).map_err(|e| key_file(e.to_string()))?;
-        let secret = hex::decode(text.trim())
-            .map_err(|e| key_file(format!("not a hex secret key: {e}")))?;
+        let secret =
+            hex::decode(text.trim()).map_err(|e| key_file(format!("not a hex secret key: {e}")))?;
         Self::from_secret_bytes(&secret).map_err(|e| key_file(e.to_string()))
     }
 }
@@ -269,8 +269,9 @@ impl SealedInputContext<'_> {
     /// The AAD: `"vichain/sealed-input/v1" || u32 BE len(chain_id) || chain_id || u64 BE job_id
     /// || u32 BE len(worker) || worker`. Length prefixes keep any two contexts apart.
     pub fn aad(&self) -> Vec<u8> {
-        let mut aad =
-            Vec::with_capacity(SEALED_INPUT_INFO.len() + 16 + self.chain_id.len() + self.worker.len());
+        let mut aad = Vec::with_capacity(
+            SEALED_INPUT_INFO.len() + 16 + self.chain_id.len() + self.worker.len(),
+        );
         aad.extend_from_slice(SEALED_INPUT_INFO);
         aad.extend_from_slice(&len_be(self.chain_id.len()));
         aad.extend_from_slice(self.chain_id.as_bytes());
@@ -458,11 +459,15 @@ mod tests {
         let mut p_minus_1 = [0xff; 32];
         p_minus_1[0] = 0xec;
         p_minus_1[31] = 0x7f;
-        for bad in [[0u8; 32], {
-            let mut one = [0u8; 32];
-            one[0] = 1;
-            one
-        }, p_minus_1] {
+        for bad in [
+            [0u8; 32],
+            {
+                let mut one = [0u8; 32];
+                one[0] = 1;
+                one
+            },
+            p_minus_1,
+        ] {
             assert!(matches!(
                 EncryptionPublicKey::from_bytes(&bad),
                 Err(Error::EncryptionKeyInvalid(_))

@@ -669,8 +669,15 @@ fn tee_seal_and_open_round_trip_and_refuse_every_other_context() {
         String::from_utf8_lossy(&sealed.stderr)
     );
     let ciphertext = std::fs::read(path("input.sealed")).unwrap();
-    assert_eq!(ciphertext.len(), input.len() + vichain_tee::SEALED_INPUT_OVERHEAD);
-    assert!(!ciphertext.windows(64).any(|w| input.windows(64).any(|i| i == w)));
+    assert_eq!(
+        ciphertext.len(),
+        input.len() + vichain_tee::SEALED_INPUT_OVERHEAD
+    );
+    assert!(
+        !ciphertext
+            .windows(64)
+            .any(|w| input.windows(64).any(|i| i == w))
+    );
 
     let open = |key: &str, chain: &str, job: &str, worker: &str, sealed: &str| {
         vichaind(&[
@@ -691,7 +698,11 @@ fn tee_seal_and_open_round_trip_and_refuse_every_other_context() {
         ])
     };
     let ok = open("worker.key", "vichain-dev", "7", &worker, "input.sealed");
-    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
     assert_eq!(std::fs::read(path("opened.bin")).unwrap(), input);
 
     let other_worker = "22".repeat(20);
@@ -712,7 +723,13 @@ fn tee_seal_and_open_round_trip_and_refuse_every_other_context() {
         ),
         (
             "another worker",
-            open("worker.key", "vichain-dev", "7", &other_worker, "input.sealed"),
+            open(
+                "worker.key",
+                "vichain-dev",
+                "7",
+                &other_worker,
+                "input.sealed",
+            ),
             "another chain, job or worker",
         ),
         (

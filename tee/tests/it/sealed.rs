@@ -78,7 +78,10 @@ fn another_job_worker_or_chain_is_refused() {
         );
         // Even with the digest rewritten to the other context, the AEAD refuses it.
         let mut moved = sealed.clone();
-        moved.context_digest = other.seal(&k.public_key(), b"").expect("seal").context_digest;
+        moved.context_digest = other
+            .seal(&k.public_key(), b"")
+            .expect("seal")
+            .context_digest;
         assert_eq!(other.open(&k, &moved), Err(Error::SealedInputTampered));
     }
 }
@@ -90,12 +93,20 @@ fn a_flipped_bit_in_the_ciphertext_or_encapsulated_key_is_refused() {
     for i in 0..sealed.ciphertext.len() {
         let mut t = sealed.clone();
         t.ciphertext[i] ^= 0x01;
-        assert_eq!(ctx(7).open(&k, &t), Err(Error::SealedInputTampered), "byte {i}");
+        assert_eq!(
+            ctx(7).open(&k, &t),
+            Err(Error::SealedInputTampered),
+            "byte {i}"
+        );
     }
     for i in 0..sealed.enc.len() {
         let mut t = sealed.clone();
         t.enc[i] ^= 0x40;
-        assert_eq!(ctx(7).open(&k, &t), Err(Error::SealedInputTampered), "enc byte {i}");
+        assert_eq!(
+            ctx(7).open(&k, &t),
+            Err(Error::SealedInputTampered),
+            "enc byte {i}"
+        );
     }
     let mut t = sealed.clone();
     t.ciphertext.truncate(10);
@@ -176,7 +187,10 @@ fn keys_persist_to_an_owner_only_file_and_are_not_overwritten() {
         EncryptionKey::generate().save(&path),
         Err(Error::KeyFile { .. })
     ));
-    assert_eq!(EncryptionKey::load(&path).expect("load").public_key(), k.public_key());
+    assert_eq!(
+        EncryptionKey::load(&path).expect("load").public_key(),
+        k.public_key()
+    );
 
     #[cfg(unix)]
     {
@@ -191,8 +205,7 @@ fn keys_persist_to_an_owner_only_file_and_are_not_overwritten() {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt as _;
-        std::fs::set_permissions(&garbage, std::fs::Permissions::from_mode(0o600))
-            .expect("chmod");
+        std::fs::set_permissions(&garbage, std::fs::Permissions::from_mode(0o600)).expect("chmod");
     }
     assert!(matches!(
         EncryptionKey::load(&garbage),
