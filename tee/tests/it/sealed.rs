@@ -223,3 +223,24 @@ fn public_keys_parse_from_hex_and_print_as_hex() {
     assert!(format!("{:?}", key(4)).contains(&pk.to_hex()));
     assert!(!format!("{:?}", key(4)).contains(&hex::encode(key(4).secret_bytes())));
 }
+
+proptest::proptest! {
+    /// Any bytes either decode to a sealed input that encodes back to them, or are an error;
+    /// never a panic.
+    #[test]
+    fn decoding_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400)) {
+        if let Ok(s) = SealedInput::decode(&bytes) {
+            proptest::prop_assert_eq!(s.encode(), bytes);
+        }
+    }
+
+    /// Valid headers with arbitrary ciphertexts never open and never panic.
+    #[test]
+    fn arbitrary_ciphertexts_never_open(ct in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200), enc in proptest::prelude::any::<[u8; 32]>()) {
+        let k = key(9);
+        let mut sealed = ctx(1).seal(&k.public_key(), b"x").expect("seal");
+        sealed.ciphertext = ct;
+        sealed.enc = enc;
+        proptest::prop_assert!(ctx(1).open(&k, &sealed).is_err());
+    }
+}
