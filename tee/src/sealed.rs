@@ -20,6 +20,7 @@ use hpke::{
     kdf::HkdfSha256, kem::X25519HkdfSha256,
 };
 use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
 
 use crate::error::{Error, Result};
 
@@ -156,7 +157,8 @@ impl EncryptionKey {
         #[cfg(unix)]
         std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
         let mut file = options.open(path).map_err(|e| key_file(e.to_string()))?;
-        let mut line = hex::encode(self.secret_bytes());
+        let secret = Zeroizing::new(self.secret_bytes());
+        let mut line = Zeroizing::new(hex::encode(*secret));
         line.push('\n');
         file.write_all(line.as_bytes())
             .and_then(|()| file.sync_all())
@@ -185,9 +187,11 @@ impl EncryptionKey {
                 )));
             }
         }
-        let text = std::fs::read_to_string(path).map_err(|e| key_file(e.to_string()))?;
-        let secret =
-            hex::decode(text.trim()).map_err(|e| key_file(format!("not a hex secret key: {e}")))?;
+        let text =
+            Zeroizing::new(std::fs::read_to_string(path).map_err(|e| key_file(e.to_string()))?);
+        let secret = Zeroizing::new(
+            hex::decode(text.trim()).map_err(|e| key_file(format!("not a hex secret key: {e}")))?,
+        );
         Self::from_secret_bytes(&secret).map_err(|e| key_file(e.to_string()))
     }
 }
