@@ -897,7 +897,7 @@ fn submit_attestation(
             )));
         }
     };
-    let evidence = tri!(Ok::<_, Error>(attest::check_submit_attestation(
+    let (evidence, encryption_key) = tri!(Ok::<_, Error>(attest::check_submit_attestation(
         a,
         &ctx.params
     )));
@@ -906,9 +906,13 @@ fn submit_attestation(
         &ctx.params,
         ctx.time_ns
     )));
-    if let Err(e) =
-        vichain_tee::check_binding(&verified, &worker.operator_key, &ctx.chain_id, &nonce)
-    {
+    if let Err(e) = vichain_tee::check_binding(
+        &verified,
+        &worker.operator_key,
+        &ctx.chain_id,
+        &nonce,
+        &encryption_key,
+    ) {
         return Ok(Err(TxError::AttestationInvalid {
             reason: e.to_string(),
         }));
@@ -934,6 +938,7 @@ fn submit_attestation(
     let record = attest::record(
         &verified,
         &a.evidence,
+        &encryption_key,
         ctx.height,
         ctx.params.attestation_ttl_blocks,
     );
@@ -944,6 +949,7 @@ fn submit_attestation(
             .attr("measurement", hex::encode(&record.measurement))
             .attr("tcb_status", &record.tcb_status)
             .attr("simulated", record.simulated)
+            .attr("encryption_key", hex::encode(&record.encryption_key))
             .attr("expiry_height", record.expiry_height),
     );
     worker.attestation = Some(record);

@@ -42,6 +42,7 @@ mod tx;
 pub use app::{APP_VERSION, App, MAX_VOTE_EXTENSION_BYTES, TxResult, time_ns};
 pub use attest::{
     MAX_MEASUREMENT_BYTES, MAX_POLICY_KINDS, MAX_POLICY_MEASUREMENTS, attestation_is_current,
+    attested_encryption_key, check_sealed_input,
 };
 pub use crypto::{ADDRESS_HRP, Address, dev_signing_key, parse_public_key};
 pub use error::{CODESPACE, Error, Result, TxError};

@@ -1,4 +1,5 @@
-//! Verification cost of each evidence kind against one raw ECDSA verify.
+//! Verification cost of each evidence kind against one raw ECDSA verify, and the cost of
+//! sealing and opening job inputs (HPKE).
 //!
 //! `cargo bench -p vichain-tee --bench verify`
 
@@ -9,7 +10,9 @@ use dcap_qvl::config::CryptoProvider;
 use sev::certs::snp::{Certificate, Verifiable};
 use sev::firmware::guest::AttestationReport;
 use sev::parser::ByteParser;
-use vichain_tee::{Collateral, Evidence, SnpCaChain, SnpEvidence, Verifier};
+use vichain_tee::{
+    Collateral, EncryptionKey, Evidence, SealedInputContext, SnpCaChain, SnpEvidence, Verifier,
+};
 
 const SNP_AT: u64 = 1_735_689_600;
 const DCAP_AT: u64 = 1_750_809_600;
@@ -75,6 +78,42 @@ fn bench(c: &mut Criterion) {
         });
     }
 
+    // dcap-qvl 0.7 takes collateral by value and parses and verifies all of it (CRLs, TCB info,
+    // QE identity and their issuer chains) on every call, before it looks at the quote's PCK
+    // chain; it has no entry point for pre-verified collateral. A quote whose PCK certificate is
+    // corrupted fails right after that collateral work, so its time bounds what a cache of
+    // verified collateral could save.
+    for (name, case) in [
+        ("tdx/verify_until_pck_chain/collateral=pcs", &cases[2]),
+        ("sgx/verify_until_pck_chain/collateral=pcs", &cases[3]),
+    ] {
+        let (Evidence::Tdx(e) | Evidence::Sgx(e)) = &case.1 else {
+            unreachable!()
+        };
+        let mut broken = e.clone();
+        let marker = b"-----BEGIN CERTIFICATE-----";
+        let start = broken
+            .quote
+            .windows(marker.len())
+            .position(|w| w == marker)
+            .expect("PCK chain in the quote")
+            + marker.len();
+        // A base64 character well inside the PCK leaf's signed part.
+        let i = start + 200;
+        broken.quote[i] = if broken.quote[i] == b'A' { b'B' } else { b'A' };
+        let broken = match &case.1 {
+            Evidence::Tdx(_) => Evidence::Tdx(broken),
+            _ => Evidence::Sgx(broken),
+        };
+        let err = verifier
+            .verify(&broken, case.2)
+            .expect_err("corrupted PCK leaf");
+        eprintln!("{name}: fails with: {err}");
+        c.bench_function(name, |b| {
+            b.iter(|| verifier.verify(black_box(&broken), case.2))
+        });
+    }
+
     let tdx_bytes = cases[2].1.encode();
     c.bench_function("evidence/decode/kind=tdx", |b| {
         b.iter(|| Evidence::decode(black_box(&tdx_bytes)))
@@ -106,6 +145,25 @@ fn bench(c: &mut Criterion) {
     c.bench_function("ecdsa/verify/curve=p256", |b| {
         b.iter(|| algo.verify_signature(black_box(&key), black_box(signed), black_box(&sig)))
     });
+
+    // Sealed job inputs: HPKE X25519 / HKDF-SHA256 / ChaCha20Poly1305 to one worker.
+    let worker_key = EncryptionKey::derive(&[7; 32]).expect("key");
+    let pk = worker_key.public_key();
+    let ctx = SealedInputContext {
+        chain_id: "vichain-dev",
+        job_id: 42,
+        worker: &[0x11; 20],
+    };
+    for size in [1024usize, 256 * 1024] {
+        let input = vec![0x5a; size];
+        c.bench_function(&format!("hpke/seal/bytes={size}"), |b| {
+            b.iter(|| ctx.seal(black_box(&pk), black_box(&input)))
+        });
+        let sealed = ctx.seal(&pk, &input).expect("seal");
+        c.bench_function(&format!("hpke/open/bytes={size}"), |b| {
+            b.iter(|| ctx.open(black_box(&worker_key), black_box(&sealed)))
+        });
+    }
 }
 
 criterion_group!(benches, bench);

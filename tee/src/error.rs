@@ -89,9 +89,37 @@ pub enum Error {
     SimulatedExpired { expires_at: u64, at: u64 },
 
     // --- Binding ---
-    /// The report data does not bind the expected worker key, chain and nonce.
-    #[error("report data {found} does not bind this worker, chain and nonce (expected {expected})")]
+    /// The report data does not bind the expected worker key, chain, nonce and encryption key.
+    #[error(
+        "report data {found} does not bind this worker key, chain id, nonce and encryption key (expected {expected})"
+    )]
     ReportDataMismatch { expected: String, found: String },
+
+    // --- Sealed inputs ---
+    /// An HPKE key is malformed or unusable.
+    #[error("encryption key: {0}")]
+    EncryptionKeyInvalid(String),
+    /// An encryption key file could not be written or read.
+    #[error("encryption key file {path}: {reason}")]
+    KeyFile { path: String, reason: String },
+    /// A plaintext or encoded sealed input is over the limit.
+    #[error("sealed input is {len} bytes, more than the {max} allowed")]
+    SealedInputTooLarge { len: usize, max: usize },
+    /// The encoded sealed input could not be decoded.
+    #[error("malformed sealed input: {0}")]
+    SealedInputMalformed(String),
+    /// Sealing failed (the recipient key is unusable).
+    #[error("sealing failed: {0}")]
+    Seal(String),
+    /// The input is sealed to another public key than this worker's.
+    #[error("sealed input is for encryption key {sealed_to}, not this key {key}")]
+    SealedToAnotherKey { sealed_to: String, key: String },
+    /// The input was sealed under another context (chain id, job id or worker).
+    #[error("sealed input was sealed for another chain, job or worker")]
+    SealedForAnotherContext,
+    /// Authenticated decryption failed: the ciphertext or encapsulated key was altered.
+    #[error("sealed input does not decrypt: its ciphertext or encapsulated key was altered")]
+    SealedInputTampered,
 
     // --- Policy ---
     /// The policy does not accept this kind of TEE.

@@ -5,31 +5,44 @@
 //! its collateral, or, on dev chains, evidence from the [`SimulatedAttester`]. The ledger decodes
 //! it ([`Evidence::decode`], bounded), verifies it at block time with a [`Verifier`] (signatures
 //! and certificate chains up to AMD's and Intel's pinned roots, collateral validity, TCB level),
-//! then checks the resulting [`VerifiedAttestation`] twice: against the worker's key, chain and a
-//! recent block hash ([`check_binding`]), and against the model's [`Policy`] (kinds,
-//! measurements, minimum TCB, debug, simulated). Verification is pure: no clock, no network, no
-//! randomness, so every validator reaches the same verdict from the same bytes and time.
+//! then checks the resulting [`VerifiedAttestation`] twice: against the worker's key, chain, a
+//! recent block hash and its HPKE [`EncryptionPublicKey`] ([`check_binding`]), and against the
+//! model's [`Policy`] (kinds, measurements, minimum TCB, debug, simulated). Verification is pure:
+//! no clock, no network, no randomness, so every validator reaches the same verdict from the same
+//! bytes and time.
+//!
+//! Clients then [`seal`] job inputs to the attested encryption key under a
+//! [`SealedInputContext`] (chain, job, worker); only the worker's [`EncryptionKey`] can [`open`]
+//! them.
 //!
 //! ```
 //! use vichain_tee::{
-//!     Evidence, Policy, SimulatedAttester, TeeKind, Verifier, check_binding, expected_report_data,
+//!     EncryptionKey, Evidence, Policy, SealedInputContext, SimulatedAttester, TeeKind, Verifier,
+//!     check_binding, expected_report_data,
 //! };
 //!
 //! let (worker_key, chain_id, block_hash, now) = ([1u8; 32], "vichain-dev", [2u8; 32], 1_000);
 //!
 //! // On the worker (here the dev attester stands in for the TEE):
-//! let report_data = expected_report_data(&worker_key, chain_id, &block_hash);
+//! let encryption_key = EncryptionKey::generate();
+//! let ek = encryption_key.public_key();
+//! let report_data = expected_report_data(&worker_key, chain_id, &block_hash, &ek);
 //! let attester = SimulatedAttester::from_secret([9u8; 32]);
 //! let bytes = attester.attest(&[0xaa; 48], report_data, now + 3600).encode();
 //!
-//! // In the ledger, at block time `now`:
+//! // In the ledger, at block time `now` (`ek` comes with the transaction and is stored):
 //! let verified = Verifier::new()
 //!     .allow_simulated(true)
 //!     .verify(&Evidence::decode(&bytes)?, now)?;
-//! check_binding(&verified, &worker_key, chain_id, &block_hash)?;
+//! check_binding(&verified, &worker_key, chain_id, &block_hash, &ek)?;
 //! let policy = Policy { allow_simulated: true, ..Policy::default() };
 //! policy.check(&verified)?;
 //! assert!(verified.simulated && verified.kind == TeeKind::Simulated);
+//!
+//! // A client seals job 7's input to the worker (operator address [3; 20]); the worker opens it.
+//! let ctx = SealedInputContext { chain_id, job_id: 7, worker: &[3u8; 20] };
+//! let sealed = ctx.seal(&ek, b"input")?;
+//! assert_eq!(ctx.open(&encryption_key, &sealed)?, b"input");
 //! # Ok::<(), vichain_tee::Error>(())
 //! ```
 
@@ -39,6 +52,7 @@ mod dcap;
 mod error;
 mod evidence;
 mod policy;
+mod sealed;
 mod simulated;
 mod snp;
 
@@ -54,6 +68,11 @@ pub use crate::{
         MAX_EVIDENCE_LEN, SimulatedEvidence, SnpCaChain, SnpEvidence,
     },
     policy::Policy,
+    sealed::{
+        ENCRYPTION_KEY_LEN, EncryptionKey, EncryptionPublicKey, MAX_SEALED_INPUT_LEN,
+        MAX_SEALED_PLAINTEXT_LEN, SEALED_INPUT_INFO, SEALED_INPUT_OVERHEAD, SEALED_INPUT_VERSION,
+        SealedInput, SealedInputContext, open, seal,
+    },
     simulated::SimulatedAttester,
 };
 

@@ -1,8 +1,8 @@
 //! A worker's TEE attestation is verified at block time, bound to its operator key,
-//! the chain id and the hash of a recent block, checked against the policy of the
-//! `require_tee` models it serves, and stored on its record; every bad one is
-//! rejected with its code and changes nothing. Simulated evidence counts only where
-//! the chain's params allow it.
+//! the chain id, the hash of a recent block and its HPKE encryption key, checked
+//! against the policy of the `require_tee` models it serves, and stored on its
+//! record with that encryption key; every bad one is rejected with its code and
+//! changes nothing. Simulated evidence counts only where the chain's params allow it.
 
 #![allow(clippy::unwrap_used)]
 
@@ -12,7 +12,7 @@ use tendermint_proto::v0_38::abci;
 use vichain_config::{AppState, GenesisModel, GenesisShard, PolicyConfig};
 use vichain_consensus::{StateReadExt, TxError, attestation_is_current, sign_tx};
 use vichain_proto::v1::{self as pb, tx_body::Action};
-use vichain_tee::{SimulatedAttester, expected_report_data};
+use vichain_tee::{EncryptionKey, EncryptionPublicKey, SimulatedAttester, expected_report_data};
 use vichain_tests::{CHAIN_ID, Instance, address, init_chain_request, key};
 
 const T0: i64 = 1_700_000_000;
@@ -112,17 +112,47 @@ fn chain(allow_simulated: bool) -> (tempfile::TempDir, Instance) {
     (dir, inst)
 }
 
+/// The encryption key every worker here attests (another one where a case says so).
+fn ek() -> EncryptionPublicKey {
+    EncryptionKey::derive(&[0x77; 32]).unwrap().public_key()
+}
+
 fn evidence(worker: &SigningKey, chain_id: &str, nonce: [u8; 32], expires_at: u64) -> Vec<u8> {
+    evidence_for_key(worker, chain_id, nonce, expires_at, &ek())
+}
+
+fn evidence_for_key(
+    worker: &SigningKey,
+    chain_id: &str,
+    nonce: [u8; 32],
+    expires_at: u64,
+    encryption_key: &EncryptionPublicKey,
+) -> Vec<u8> {
     SimulatedAttester::from_secret([9; 32])
         .attest(
             &MEASUREMENT,
-            expected_report_data(worker.verifying_key().as_bytes(), chain_id, &nonce),
+            expected_report_data(
+                worker.verifying_key().as_bytes(),
+                chain_id,
+                &nonce,
+                encryption_key,
+            ),
             expires_at,
         )
         .encode()
 }
 
 fn attest(from: &SigningKey, nonce: u64, evidence: Vec<u8>, nonce_height: u64) -> Vec<u8> {
+    attest_with_key(from, nonce, evidence, nonce_height, ek().as_bytes())
+}
+
+fn attest_with_key(
+    from: &SigningKey,
+    nonce: u64,
+    evidence: Vec<u8>,
+    nonce_height: u64,
+    encryption_key: &[u8],
+) -> Vec<u8> {
     sign_tx(
         from,
         CHAIN_ID,
@@ -131,6 +161,7 @@ fn attest(from: &SigningKey, nonce: u64, evidence: Vec<u8>, nonce_height: u64) -
         Action::SubmitAttestation(pb::SubmitAttestation {
             evidence,
             nonce_height,
+            encryption_key: encryption_key.to_vec(),
         }),
     )
 }
@@ -144,45 +175,89 @@ fn a_simulated_attestation_is_stored_and_every_bad_one_is_rejected_with_its_code
         reason: String::new(),
     }
     .code();
-    let cases: Vec<(&str, Vec<u8>, u32)> = vec![
+    let invalid_field = TxError::InvalidField {
+        field: "",
+        reason: String::new(),
+    }
+    .code();
+    let other_ek = EncryptionKey::derive(&[0x78; 32]).unwrap().public_key();
+    let cases: Vec<(&str, Vec<u8>, u32, &str)> = vec![
         (
             "another worker's evidence",
             attest(&w, 1, evidence(&key(3), CHAIN_ID, block_hash(1), later), 1),
             invalid,
+            "encryption key",
+        ),
+        (
+            "evidence bound to another encryption key than the transaction names",
+            attest_with_key(&w, 1, good.clone(), 1, other_ek.as_bytes()),
+            invalid,
+            "does not bind this worker key, chain id, nonce and encryption key",
+        ),
+        (
+            "the transaction's encryption key, evidence bound to another",
+            attest(
+                &w,
+                1,
+                evidence_for_key(&w, CHAIN_ID, block_hash(1), later, &other_ek),
+                1,
+            ),
+            invalid,
+            "does not bind",
+        ),
+        (
+            "an encryption key of 31 bytes",
+            attest_with_key(&w, 1, good.clone(), 1, &[7; 31]),
+            invalid_field,
+            "submit_attestation.encryption_key",
+        ),
+        (
+            "no encryption key",
+            attest_with_key(&w, 1, good.clone(), 1, &[]),
+            invalid_field,
+            "expected 32",
+        ),
+        (
+            "an all-zero (small-order) encryption key",
+            attest_with_key(&w, 1, good.clone(), 1, &[0; 32]),
+            invalid_field,
+            "small-order",
         ),
         (
             "evidence for another chain",
             attest(&w, 1, evidence(&w, "other-chain", block_hash(1), later), 1),
             invalid,
+            "",
         ),
         (
             "evidence bound to another block than the nonce height",
             attest(&w, 1, evidence(&w, CHAIN_ID, [0; 32], later), 1),
             invalid,
+            "",
         ),
         (
             "a nonce height that is no recent block",
             attest(&w, 1, good.clone(), 7),
-            TxError::InvalidField {
-                field: "",
-                reason: String::new(),
-            }
-            .code(),
+            invalid_field,
+            "",
         ),
         (
             "evidence expired at block time",
             attest(&w, 1, evidence(&w, CHAIN_ID, block_hash(1), T0 as u64), 1),
             invalid,
+            "",
         ),
         (
             "garbage evidence",
             attest(&w, 1, vec![0x42; 100], 1),
             invalid,
+            "",
         ),
         (
             "oversize evidence",
             attest(&w, 1, vec![0x42; 1025], 1),
             TxError::OversizeEvidence { size: 0, max: 0 }.code(),
+            "",
         ),
         (
             "a sender that is no worker",
@@ -196,6 +271,7 @@ fn a_simulated_attestation_is_stored_and_every_bad_one_is_rejected_with_its_code
                 address: String::new(),
             }
             .code(),
+            "",
         ),
         (
             "a measurement that a served model's policy does not allow",
@@ -206,14 +282,16 @@ fn a_simulated_attestation_is_stored_and_every_bad_one_is_rejected_with_its_code
                 1,
             ),
             invalid,
+            "",
         ),
     ];
     let (_d, mut empty) = chain(true);
     let empty_hash = block(&mut empty, 2, vec![]).app_hash;
-    for (name, tx, code) in &cases {
+    for (name, tx, code, reason) in &cases {
         let (_dir, mut inst) = chain(true);
         let r = inst.app.check_tx(tx).unwrap();
         assert_eq!(r.code, *code, "{name}: CheckTx: {}", r.log);
+        assert!(r.log.contains(reason), "{name}: {}", r.log);
         let r = block(&mut inst, 2, vec![tx.clone()]);
         assert_eq!(
             r.tx_results[0].code, *code,
@@ -237,6 +315,15 @@ fn a_simulated_attestation_is_stored_and_every_bad_one_is_rejected_with_its_code
     assert_eq!(a.tcb_status, "Unrated");
     assert_eq!(a.valid_until, later);
     assert_eq!((a.attested_height, a.expiry_height), (2, 52));
+    assert_eq!(a.encryption_key, ek().as_bytes().to_vec());
+    assert!(
+        r.tx_results[0]
+            .events
+            .iter()
+            .flat_map(|e| &e.attributes)
+            .any(|at| at.key == "encryption_key" && at.value == ek().to_hex()),
+        "attestation_verified event names the encryption key"
+    );
     let now = (T0 + 2) * 1_000_000_000;
     assert!(attestation_is_current(&a, 2, now));
     assert!(!attestation_is_current(&a, 53, now));

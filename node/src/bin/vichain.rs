@@ -170,12 +170,16 @@ enum TxCmd {
         opts: TxOpts,
     },
     /// Submit TEE evidence (VTEE bytes) for the sender's worker, bound to the hash of
-    /// block --nonce-height (one of the last 100).
+    /// block --nonce-height (one of the last 100) and to the worker's encryption key.
     SubmitAttestation {
         #[arg(long)]
         evidence: PathBuf,
         #[arg(long)]
         nonce_height: u64,
+        /// Hex HPKE public key the evidence binds (`vichaind tee keygen`); stored on
+        /// the worker so clients can seal inputs to it.
+        #[arg(long)]
+        encryption_key: String,
         #[command(flatten)]
         opts: TxOpts,
     },
@@ -369,7 +373,7 @@ async fn run(cli: Cli) -> Result<()> {
                             let tee = match &w["attestation"] {
                                 Value::Null => "none".to_owned(),
                                 a => format!(
-                                    "{}{} measurement={} tcb={} expires_at_height={}",
+                                    "{}{} measurement={} tcb={} expires_at_height={} encryption_key={}",
                                     a["kind"].as_str().unwrap_or(""),
                                     if a["simulated"] == true {
                                         " (SIMULATED)"
@@ -378,7 +382,8 @@ async fn run(cli: Cli) -> Result<()> {
                                     },
                                     a["measurement"].as_str().unwrap_or(""),
                                     a["tcb_status"].as_str().unwrap_or(""),
-                                    a["expiry_height"]
+                                    a["expiry_height"],
+                                    a["encryption_key"].as_str().unwrap_or("")
                                 ),
                             };
                             format!(
@@ -496,6 +501,7 @@ async fn tx(cli: &Cli, cmd: &TxCmd) -> Result<()> {
         TxCmd::SubmitAttestation {
             evidence,
             nonce_height,
+            encryption_key,
             opts,
         } => (
             opts,
@@ -503,6 +509,10 @@ async fn tx(cli: &Cli, cmd: &TxCmd) -> Result<()> {
                 evidence: std::fs::read(evidence)
                     .with_context(|| format!("reading {}", evidence.display()))?,
                 nonce_height: *nonce_height,
+                encryption_key: vichain_tee::EncryptionPublicKey::from_hex(encryption_key)
+                    .context("--encryption-key")?
+                    .to_bytes()
+                    .to_vec(),
             }),
         ),
         TxCmd::SubmitProof { proof, opts } => (
@@ -694,6 +704,7 @@ fn worker_json(w: &pb::Worker) -> Value {
             "kind": a.kind, "simulated": a.simulated, "measurement": hex::encode(&a.measurement),
             "tcb_status": a.tcb_status, "debug": a.debug, "valid_until": a.valid_until,
             "attested_height": a.attested_height, "expiry_height": a.expiry_height,
+            "encryption_key": hex::encode(&a.encryption_key),
         })),
     })
 }

@@ -140,9 +140,64 @@ enum TeeCmd {
         /// Hex hash of the block the evidence binds (the SubmitAttestation nonce height).
         #[arg(long)]
         nonce: String,
+        /// Hex HPKE public key of the worker (`tee keygen`) that the evidence binds.
+        #[arg(long)]
+        encryption_key: String,
         /// Validity from now, e.g. 24h.
         #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
         valid_for: Duration,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Make a worker's HPKE encryption key (X25519): the secret goes to --out
+    /// (mode 0600, never overwritten), the public key is printed (hex).
+    Keygen {
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the public key of an encryption key file.
+    Pubkey {
+        #[arg(long)]
+        key: PathBuf,
+    },
+    /// Seal a job input to a worker's encryption key (HPKE), bound to the chain,
+    /// the job and the worker, so it opens nowhere else.
+    Seal {
+        /// Hex public key of the worker (its attestation's encryption_key).
+        #[arg(long)]
+        to: String,
+        #[arg(long)]
+        chain_id: String,
+        #[arg(long)]
+        job_id: u64,
+        /// Operator address of the worker (vichain1... or 40 hex digits).
+        #[arg(long)]
+        worker: String,
+        /// The input to seal.
+        #[arg(long = "in")]
+        input: PathBuf,
+        /// Where to write the sealed input.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Open a sealed job input with the worker's encryption key.
+    Open {
+        /// The worker's encryption key file (`tee keygen`).
+        #[arg(long)]
+        key: PathBuf,
+        #[arg(long)]
+        chain_id: String,
+        #[arg(long)]
+        job_id: u64,
+        /// Operator address of the worker (vichain1... or 40 hex digits).
+        #[arg(long)]
+        worker: String,
+        /// The sealed input.
+        #[arg(long = "in")]
+        input: PathBuf,
+        /// Where to write the plaintext.
         #[arg(long)]
         out: PathBuf,
     },
@@ -779,6 +834,7 @@ fn tee(cmd: TeeCmd) -> Result<()> {
             operator_key,
             chain_id,
             nonce,
+            encryption_key,
             valid_for,
             out,
         } => {
@@ -788,6 +844,8 @@ fn tee(cmd: TeeCmd) -> Result<()> {
                 &hex::decode(&operator_key).context("--operator-key")?,
                 &chain_id,
                 &zk_tool::parse_hex32(&nonce, "--nonce")?,
+                &vichain_tee::EncryptionPublicKey::from_hex(&encryption_key)
+                    .context("--encryption-key")?,
                 now() + valid_for.as_secs(),
             );
             std::fs::write(&out, &bytes).with_context(|| format!("writing {}", out.display()))?;
@@ -796,6 +854,56 @@ fn tee(cmd: TeeCmd) -> Result<()> {
                 bytes.len(),
                 out.display()
             );
+            Ok(())
+        }
+        TeeCmd::Keygen { out, json } => {
+            let pk = tee_tool::keygen(&out)?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"public_key": pk.to_hex(), "key_file": out})
+                );
+            } else {
+                println!("{pk}");
+            }
+            Ok(())
+        }
+        TeeCmd::Pubkey { key } => {
+            println!("{}", tee_tool::public_key(&key)?);
+            Ok(())
+        }
+        TeeCmd::Seal {
+            to,
+            chain_id,
+            job_id,
+            worker,
+            input,
+            out,
+        } => {
+            let to = vichain_tee::EncryptionPublicKey::from_hex(&to).context("--to")?;
+            let worker = tee_tool::parse_worker(&worker)?;
+            let sealed = tee_tool::seal_file(&to, &chain_id, job_id, &worker, &input)?;
+            std::fs::write(&out, &sealed).with_context(|| format!("writing {}", out.display()))?;
+            println!(
+                "sealed input ({} bytes) for job {job_id} at {worker} written to {}",
+                sealed.len(),
+                out.display()
+            );
+            Ok(())
+        }
+        TeeCmd::Open {
+            key,
+            chain_id,
+            job_id,
+            worker,
+            input,
+            out,
+        } => {
+            let worker = tee_tool::parse_worker(&worker)?;
+            let plain = tee_tool::open_file(&key, &chain_id, job_id, &worker, &input)
+                .with_context(|| format!("opening {}", input.display()))?;
+            std::fs::write(&out, &plain).with_context(|| format!("writing {}", out.display()))?;
+            println!("{} bytes written to {}", plain.len(), out.display());
             Ok(())
         }
     }

@@ -636,10 +636,16 @@ fn tee_verify_reports_kind_measurement_and_tcb_or_why_it_fails() {
         "vichain-dev",
         "--nonce",
         &"02".repeat(32),
+        "--encryption-key",
+        &"09".repeat(32),
         "--out",
         ev.to_str().unwrap(),
     ]);
-    assert!(made.status.success());
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
     let sim = json(&vichaind(&[
         "tee",
         "verify",
@@ -652,6 +658,167 @@ fn tee_verify_reports_kind_measurement_and_tcb_or_why_it_fails() {
     assert_eq!(sim["simulated"], true);
     let refused = vichaind(&["tee", "verify", "--evidence", ev.to_str().unwrap()]);
     assert!(!refused.status.success());
+}
+
+/// `vichaind tee keygen | pubkey | seal | open`: an input sealed to a worker's key
+/// for a job opens with that key to the same bytes, and fails with the reason for
+/// another key, job, worker or chain, or a flipped byte.
+#[test]
+fn tee_seal_and_open_round_trip_and_refuse_every_other_context() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |f: &str| dir.path().join(f).to_str().unwrap().to_owned();
+    let keygen = |f: &str| {
+        let out = vichaind(&["tee", "keygen", "--out", &path(f), "--json"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        json(&out)["public_key"].as_str().unwrap().to_owned()
+    };
+    let pk = keygen("worker.key");
+    let other = keygen("other.key");
+    assert_eq!(pk.len(), 64);
+    assert_ne!(pk, other);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(path("worker.key"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let shown = vichaind(&["tee", "pubkey", "--key", &path("worker.key")]);
+    assert_eq!(String::from_utf8_lossy(&shown.stdout).trim(), pk);
+    // A second keygen to the same file is refused and leaves the key alone.
+    let again = vichaind(&["tee", "keygen", "--out", &path("worker.key")]);
+    assert!(!again.status.success());
+    let shown = vichaind(&["tee", "pubkey", "--key", &path("worker.key")]);
+    assert_eq!(String::from_utf8_lossy(&shown.stdout).trim(), pk);
+
+    let worker = "11".repeat(20);
+    let input: Vec<u8> = (0..=255u8).cycle().take(3000).collect();
+    std::fs::write(path("input.bin"), &input).unwrap();
+    let sealed = vichaind(&[
+        "tee",
+        "seal",
+        "--to",
+        &pk,
+        "--chain-id",
+        "vichain-dev",
+        "--job-id",
+        "7",
+        "--worker",
+        &worker,
+        "--in",
+        &path("input.bin"),
+        "--out",
+        &path("input.sealed"),
+    ]);
+    assert!(
+        sealed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sealed.stderr)
+    );
+    let ciphertext = std::fs::read(path("input.sealed")).unwrap();
+    assert_eq!(
+        ciphertext.len(),
+        input.len() + vichain_tee::SEALED_INPUT_OVERHEAD
+    );
+    assert!(
+        !ciphertext
+            .windows(64)
+            .any(|w| input.windows(64).any(|i| i == w))
+    );
+
+    let open = |key: &str, chain: &str, job: &str, worker: &str, sealed: &str| {
+        vichaind(&[
+            "tee",
+            "open",
+            "--key",
+            &path(key),
+            "--chain-id",
+            chain,
+            "--job-id",
+            job,
+            "--worker",
+            worker,
+            "--in",
+            &path(sealed),
+            "--out",
+            &path("opened.bin"),
+        ])
+    };
+    let ok = open("worker.key", "vichain-dev", "7", &worker, "input.sealed");
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert_eq!(std::fs::read(path("opened.bin")).unwrap(), input);
+
+    let other_worker = "22".repeat(20);
+    let mut tampered = ciphertext.clone();
+    let last = tampered.len() - 1;
+    tampered[last] ^= 1;
+    std::fs::write(path("tampered.sealed"), &tampered).unwrap();
+    for (case, out, reason) in [
+        (
+            "another key",
+            open("other.key", "vichain-dev", "7", &worker, "input.sealed"),
+            "not this key",
+        ),
+        (
+            "another job",
+            open("worker.key", "vichain-dev", "8", &worker, "input.sealed"),
+            "another chain, job or worker",
+        ),
+        (
+            "another worker",
+            open(
+                "worker.key",
+                "vichain-dev",
+                "7",
+                &other_worker,
+                "input.sealed",
+            ),
+            "another chain, job or worker",
+        ),
+        (
+            "another chain",
+            open("worker.key", "vichain-main", "7", &worker, "input.sealed"),
+            "another chain, job or worker",
+        ),
+        (
+            "a flipped byte",
+            open("worker.key", "vichain-dev", "7", &worker, "tampered.sealed"),
+            "was altered",
+        ),
+    ] {
+        assert!(!out.status.success(), "{case} opened");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(reason), "{case}: {err}");
+    }
+
+    let bad_key = vichaind(&[
+        "tee",
+        "seal",
+        "--to",
+        &"00".repeat(32),
+        "--chain-id",
+        "vichain-dev",
+        "--job-id",
+        "7",
+        "--worker",
+        &worker,
+        "--in",
+        &path("input.bin"),
+        "--out",
+        &path("x.sealed"),
+    ]);
+    assert!(!bad_key.status.success());
+    assert!(String::from_utf8_lossy(&bad_key.stderr).contains("small-order"));
 }
 
 #[test]

@@ -3,6 +3,7 @@
 mod dcap;
 mod encoding;
 mod policy;
+mod sealed;
 mod simulated;
 mod snp;
 

@@ -114,7 +114,15 @@ fn sgx_configuration_needed_meets_a_lenient_minimum_only() {
 fn vendor_fixtures_do_not_carry_our_binding() {
     let att = snp();
     assert!(matches!(
-        check_binding(&att, &[1; 32], "vichain", &[0; 32]),
+        check_binding(
+            &att,
+            &[1; 32],
+            "vichain",
+            &[0; 32],
+            &vichain_tee::EncryptionKey::derive(&[1; 32])
+                .expect("key")
+                .public_key()
+        ),
         Err(Error::ReportDataMismatch { .. })
     ));
 }

@@ -1,6 +1,6 @@
 use vichain_tee::{
-    Error, Evidence, Policy, SimulatedAttester, TcbStatus, TeeKind, Verifier, check_binding,
-    expected_report_data,
+    EncryptionKey, Error, Evidence, Policy, SimulatedAttester, TcbStatus, TeeKind, Verifier,
+    check_binding, expected_report_data,
 };
 
 const NOW: u64 = 1_800_000_000;
@@ -28,23 +28,29 @@ fn simulated_evidence_is_refused_unless_enabled() {
 }
 
 #[test]
-fn simulated_evidence_binds_worker_chain_and_nonce() {
+fn simulated_evidence_binds_worker_chain_nonce_and_encryption_key() {
     let worker = [3u8; 32];
     let nonce = [4u8; 32];
-    let rd = expected_report_data(&worker, "vichain-dev", &nonce);
+    let ek = EncryptionKey::derive(&[5; 32]).expect("key").public_key();
+    let other_ek = EncryptionKey::derive(&[6; 32]).expect("key").public_key();
+    let rd = expected_report_data(&worker, "vichain-dev", &nonce, &ek);
     let e = attester().attest(&[7; 48], rd, NOW + 60);
     let att = Verifier::new()
         .allow_simulated(true)
         .verify(&e, NOW)
         .expect("verifies");
-    assert_eq!(check_binding(&att, &worker, "vichain-dev", &nonce), Ok(()));
-    for (w, chain, n) in [
-        ([9u8; 32], "vichain-dev", nonce),
-        (worker, "vichain-main", nonce),
-        (worker, "vichain-dev", [5u8; 32]),
+    assert_eq!(
+        check_binding(&att, &worker, "vichain-dev", &nonce, &ek),
+        Ok(())
+    );
+    for (w, chain, n, k) in [
+        ([9u8; 32], "vichain-dev", nonce, ek),
+        (worker, "vichain-main", nonce, ek),
+        (worker, "vichain-dev", [5u8; 32], ek),
+        (worker, "vichain-dev", nonce, other_ek),
     ] {
         assert!(matches!(
-            check_binding(&att, &w, chain, &n),
+            check_binding(&att, &w, chain, &n, &k),
             Err(Error::ReportDataMismatch { .. })
         ));
     }
