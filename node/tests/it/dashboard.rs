@@ -12,6 +12,8 @@ use serde_json::{Value, json};
 
 use super::{Node, VICHAIND, cli, free_port, json, wait_for_height};
 
+/// The worker's HPKE public key its attestation binds (a valid X25519 point).
+const ENCRYPTION_KEY: &str = "de9edb7d7b7dc1b4d35b61c2ece435373f8343c85b78674dadfc7e146f882b4f";
 const PEER_ID: &str = "12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN";
 
 /// A blocking HTTP client for the tests (reqwest on a private runtime).
@@ -166,6 +168,7 @@ fn register_worker_and_submit_job(dir: &Path, grpc: u16, keys: &Path) {
         .arg(dev_key["public_key"].as_str().unwrap())
         .args(["--chain-id", "vichain-dev", "--nonce"])
         .arg(recent_block_hash(grpc, height))
+        .args(["--encryption-key", ENCRYPTION_KEY])
         .arg("--out")
         .arg(&evidence)
         .output()
@@ -182,6 +185,8 @@ fn register_worker_and_submit_job(dir: &Path, grpc: u16, keys: &Path) {
         evidence.to_str().unwrap(),
         "--nonce-height",
         &height.to_string(),
+        "--encryption-key",
+        ENCRYPTION_KEY,
         "--json",
     ]);
     tx(&[
