@@ -127,6 +127,7 @@ fn check_stateless(ctx: &BlockCtx, tx: &SignedTx) -> Result<(), TxError> {
         }
         Action::CommitResult(c) => jobs::check_commit(c)?,
         Action::RevealResult(r) => jobs::check_reveal(r, &ctx.params)?,
+        Action::SealInputs(s) => jobs::check_seal(s, &ctx.params)?,
     }
     Ok(())
 }
@@ -433,6 +434,7 @@ fn execute_stateful(
         Action::SubmitAttestation(a) => submit_attestation(state, ctx, tx, a, &mut outcome),
         Action::CommitResult(c) => jobs::commit_result(state, ctx, tx, c, &mut outcome),
         Action::RevealResult(r) => jobs::reveal_result(state, ctx, tx, r, &mut outcome),
+        Action::SealInputs(s) => jobs::seal_inputs(state, ctx, tx, s, &mut outcome),
     }?;
     Ok(result.map(|()| {
         outcome.events.insert(
@@ -716,6 +718,23 @@ fn submit_job(
                 j.max_fee, model.price
             ),
         )));
+    }
+    if pb::PrivacyMode::try_from(j.privacy) == Ok(pb::PrivacyMode::Sealed) {
+        if !policy.require_tee {
+            return Ok(Err(TxError::invalid(
+                "submit_job.privacy",
+                format!(
+                    "model {} does not require TEE workers, so nobody could be trusted with a sealed input",
+                    j.model_id
+                ),
+            )));
+        }
+        if !matches!(j.payload, Some(pb::submit_job::Payload::InputHash(_))) {
+            return Ok(Err(TxError::invalid(
+                "submit_job.payload",
+                "a sealed job carries only its input hash; the input follows in SealInputs",
+            )));
+        }
     }
     let (input, input_hash) = match &j.payload {
         Some(pb::submit_job::Payload::Input(input)) => {

@@ -134,6 +134,7 @@ pub fn action_kind(action: &pb::tx_body::Action) -> &'static str {
         A::SubmitAttestation(_) => "submit_attestation",
         A::CommitResult(_) => "commit_result",
         A::RevealResult(_) => "reveal_result",
+        A::SealInputs(_) => "seal_inputs",
     }
 }
 

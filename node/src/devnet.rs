@@ -14,7 +14,7 @@ use anyhow::{Context, Result};
 use ed25519_dalek::SigningKey;
 use sha2::{Digest, Sha256};
 use tracing::{info, warn};
-use vichain_consensus::{Address, StateReadExt, Storage, dev_signing_key, sign_tx};
+use vichain_consensus::{Address, StateReadExt, Storage, dev_signing_key, sign_tx, state_key};
 use vichain_inference::{KvCacheConfig, SentenceEmbedder, TextGenerator};
 use vichain_proto::v1::{self as pb, tx_body::Action};
 use vichain_zk::{OutputMode, QuantizedMlp, WeightMode};
@@ -210,7 +210,21 @@ pub fn demo_models(home: &Path, workers: usize) -> Vec<DemoModel> {
     let minilm = dir.join("all-minilm-l6-v2");
     if minilm.join("config.json").exists() {
         match minilm_model(&minilm, workers) {
-            Ok(m) => out.push(m),
+            Ok(m) => {
+                // The same model for sealed inputs: only attested workers serve it.
+                let mut register = m.register.clone();
+                register.model_id = "minilm-tee".into();
+                register.name = "all-MiniLM-L6-v2, TEE workers only (sealed inputs)".into();
+                if let Some(p) = register.policy.as_mut() {
+                    p.require_tee = true;
+                }
+                let sealed = DemoModel {
+                    register,
+                    executors: m.executors.clone(),
+                };
+                out.push(m);
+                out.push(sealed);
+            }
             Err(e) => warn!("all-MiniLM-L6-v2 in {}: {e:#}", minilm.display()),
         }
     } else {
@@ -232,6 +246,26 @@ pub fn demo_models(home: &Path, workers: usize) -> Vec<DemoModel> {
         );
     }
     out
+}
+
+/// Simulated evidence (the dev attester) for worker `k`'s operator key and HPKE key.
+fn zk_free_simulate(
+    secret: [u8; 32],
+    k: &SigningKey,
+    chain_id: &str,
+    nonce: &[u8; 32],
+    enc: &vichain_tee::EncryptionPublicKey,
+    expires_at: u64,
+) -> Vec<u8> {
+    crate::tee_tool::simulate(
+        secret,
+        &Sha256::digest(b"vichain dev worker image"),
+        k.verifying_key().as_bytes(),
+        chain_id,
+        nonce,
+        enc,
+        expires_at,
+    )
 }
 
 /// Submits `action` from `key` to the dev mempool (nonce from the check state).
@@ -365,7 +399,53 @@ pub async fn run(
     info!(workers, models = ?names, "dev workers registered; try: vichain demo");
     let dir = home.join("workers");
     std::fs::create_dir_all(&dir)?;
+    // Each worker's HPKE key, bound into a (simulated: dev only) attestation, so that
+    // clients can seal inputs to it and require_tee models may use it.
+    let mut enc_keys = Vec::with_capacity(keys.len());
     let chain_id = store.chain_id()?;
+    for (i, k) in keys.iter().enumerate() {
+        let path = dir.join(format!("worker-{i}.hpke"));
+        let ek = if path.exists() {
+            vichain_tee::EncryptionKey::load(&path)?
+        } else {
+            let ek = vichain_tee::EncryptionKey::generate();
+            ek.save(&path)?;
+            ek
+        };
+        let height = store.committed()?.map_or(0, |c| c.height);
+        let nonce: [u8; 32] = store
+            .get(state_key::recent_block_hash(height).as_bytes())?
+            .and_then(|h| h.try_into().ok())
+            .context("no recent block hash to bind the attestation to")?;
+        let expires_at = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_secs()
+            + 30 * 24 * 3600;
+        let secret: [u8; 32] = Sha256::digest(format!("vichain/dev/attester/{i}")).into();
+        let evidence = zk_free_simulate(secret, k, &chain_id, &nonce, &ek.public_key(), expires_at);
+        submit(
+            &chain,
+            &store,
+            k,
+            nonce_of(&store, k)?,
+            Action::SubmitAttestation(pb::SubmitAttestation {
+                evidence,
+                nonce_height: height,
+                encryption_key: ek.public_key().as_bytes().to_vec(),
+            }),
+        )?;
+        enc_keys.push(Arc::new(ek));
+    }
+    wait_for("worker attestations", || {
+        for k in &keys {
+            let w = store.worker(&Address::from_public_key(&k.verifying_key()))?;
+            if w.and_then(|w| w.attestation).is_none() {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    })
+    .await?;
     let mut handles = Vec::new();
     for (i, key) in keys.into_iter().enumerate() {
         let executors: BTreeMap<String, Arc<dyn Executor>> = models
@@ -381,6 +461,7 @@ pub async fn run(
             poll: Duration::from_millis(200),
             fee: 1,
             executors,
+            encryption_key: Some(enc_keys[i].clone()),
         })
         .await?;
         handles.push(tokio::spawn(runner.run(shutdown.clone())));

@@ -312,6 +312,8 @@ pub struct RunnerConfig {
     pub poll: Duration,
     pub fee: u64,
     pub executors: BTreeMap<String, Arc<dyn Executor>>,
+    /// The HPKE key the worker's attestation binds: opens sealed job inputs.
+    pub encryption_key: Option<Arc<vichain_tee::EncryptionKey>>,
 }
 
 /// A job this worker computed: everything needed to commit and reveal it again.
@@ -476,7 +478,17 @@ impl Runner {
         let revealing = job.status == pb::JobStatus::Revealing as i32;
         if assigned && mine.commitment.is_empty() {
             if !self.state.jobs.contains_key(&job.id) {
-                self.compute(job).await?;
+                if job.privacy == pb::PrivacyMode::Sealed as i32 {
+                    if mine.sealed_input.is_empty() {
+                        // The client seals the input once it sees the assignment.
+                        return Ok(());
+                    }
+                    let mut opened = job.clone();
+                    opened.input = self.open_sealed(job, &mine.sealed_input)?;
+                    self.compute(&opened).await?;
+                } else {
+                    self.compute(job).await?;
+                }
             }
             let polls = self.polls_since.entry(job.id).or_insert(0);
             *polls += 1;
@@ -525,6 +537,30 @@ impl Runner {
             }
         }
         Ok(())
+    }
+
+    /// Opens this worker's copy of a sealed input and checks it is the job's input.
+    fn open_sealed(&self, job: &pb::Job, sealed: &[u8]) -> Result<Vec<u8>> {
+        use sha2::Digest;
+        let key = self.cfg.encryption_key.as_ref().with_context(|| {
+            format!(
+                "job {} is sealed and this worker has no encryption key",
+                job.id
+            )
+        })?;
+        let sealed = vichain_tee::SealedInput::decode(sealed)?;
+        let ctx = vichain_tee::SealedInputContext {
+            chain_id: &self.cfg.chain_id,
+            job_id: job.id,
+            worker: self.address.as_bytes(),
+        };
+        let input = ctx.open(key, &sealed)?;
+        anyhow::ensure!(
+            sha2::Sha256::digest(&input)[..] == job.input_hash[..],
+            "job {}: the opened input does not hash to the job's input hash",
+            job.id
+        );
+        Ok(input)
     }
 
     async fn compute(&mut self, job: &pb::Job) -> Result<()> {

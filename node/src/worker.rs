@@ -328,6 +328,23 @@ fn executor_for(
     )
 }
 
+/// The worker's HPKE key (`HOME/encryption.key`, created on first use): attest it
+/// with `vichain tx submit-attestation --encryption-key` so clients can seal inputs.
+fn encryption_key(
+    home: &std::path::Path,
+) -> Result<Option<std::sync::Arc<vichain_tee::EncryptionKey>>> {
+    let path = home.join("encryption.key");
+    let key = if path.exists() {
+        vichain_tee::EncryptionKey::load(&path)?
+    } else {
+        let key = vichain_tee::EncryptionKey::generate();
+        key.save(&path)?;
+        key
+    };
+    println!("encryption key {}", key.public_key());
+    Ok(Some(std::sync::Arc::new(key)))
+}
+
 async fn start_job_runner(
     args: &WorkerArgs,
     chain: &str,
@@ -365,6 +382,7 @@ async fn start_job_runner(
         poll: Duration::from_millis(300),
         fee: 1,
         executors,
+        encryption_key: encryption_key(&args.home)?,
     })
     .await?;
     println!(

@@ -77,6 +77,10 @@ enum Command {
         /// Follow the job until it is finalized or failed.
         #[arg(long)]
         wait: bool,
+        /// Keep the input off chain: submit only its hash, then seal it (HPKE) to each
+        /// assigned worker's attested encryption key (models that require TEE).
+        #[arg(long)]
+        sealed: bool,
         #[arg(long, default_value = "dev")]
         from: String,
         #[arg(long, default_value_t = 1)]
@@ -287,6 +291,7 @@ async fn run(cli: Cli) -> Result<()> {
             k,
             max_fee,
             wait,
+            sealed,
             from,
             fee,
         } => {
@@ -298,7 +303,11 @@ async fn run(cli: Cli) -> Result<()> {
                 (_, _, Some(n)) => digit_input(*n)?.0,
                 _ => bail!("give --text, --input or --digit"),
             };
-            let id = submit_job(&cli, from, *fee, model, bytes, *k, *max_fee).await?;
+            let id = if *sealed {
+                submit_sealed_job(&cli, from, *fee, model, bytes, *k, *max_fee).await?
+            } else {
+                submit_job(&cli, from, *fee, model, bytes, *k, *max_fee).await?
+            };
             if !cli.json {
                 println!("job {id} submitted");
             }
@@ -737,6 +746,99 @@ async fn job_client(
         })
 }
 
+/// Submits a sealed job: only the input's hash goes in the SubmitJob; once workers
+/// are assigned, the input is sealed to each one's attested key in a SealInputs.
+async fn submit_sealed_job(
+    cli: &Cli,
+    from: &str,
+    fee: u64,
+    model: &str,
+    input: Vec<u8>,
+    k: u32,
+    max_fee: Option<u64>,
+) -> Result<u64> {
+    use sha2::Digest;
+    let hash = sha2::Sha256::digest(&input).to_vec();
+    let id = submit_job_payload(
+        cli,
+        from,
+        fee,
+        model,
+        pb::submit_job::Payload::InputHash(hash),
+        pb::PrivacyMode::Sealed,
+        k,
+        max_fee,
+    )
+    .await?;
+    let job = job_client(cli)
+        .await?
+        .get_job(pb::GetJobRequest { job_id: id })
+        .await?
+        .into_inner()
+        .job
+        .context("the node returned no job")?;
+    let workers = client(cli)
+        .await?
+        .list_workers(pb::ListWorkersRequest {})
+        .await?
+        .into_inner()
+        .workers;
+    let mut c = client(cli).await?;
+    let status = c.status(pb::StatusRequest {}).await?.into_inner();
+    let mut copies = Vec::new();
+    for a in job.assignments.iter().filter(|a| a.round == job.round) {
+        let w = workers
+            .iter()
+            .find(|w| w.operator == a.operator)
+            .context("an assigned worker is not in the registry")?;
+        let key = w
+            .attestation
+            .as_ref()
+            .map(|a| a.encryption_key.clone())
+            .unwrap_or_default();
+        let key = vichain_tee::EncryptionPublicKey::from_bytes(&key).with_context(|| {
+            format!(
+                "worker {} has no attested encryption key",
+                hex::encode(&a.operator)
+            )
+        })?;
+        let ctx = vichain_tee::SealedInputContext {
+            chain_id: &status.chain_id,
+            job_id: id,
+            worker: &a.operator,
+        };
+        copies.push(pb::SealedCopy {
+            operator: a.operator.clone(),
+            sealed: ctx.seal(&key, &input)?.encode(),
+        });
+    }
+    let key = keyring(cli).get(from)?;
+    let account = fetch(&mut c, Target::Account(key.address().to_string()), &status).await?;
+    let nonce = match account.value {
+        Some(b) => pb::Account::decode(b.as_slice())?.nonce,
+        None => 0,
+    };
+    let n = copies.len();
+    let tx = sign_tx(
+        &key.key,
+        &status.chain_id,
+        nonce,
+        fee,
+        Action::SealInputs(pb::SealInputs { job_id: id, copies }),
+    );
+    let r = c
+        .broadcast_tx(pb::BroadcastTxRequest { tx })
+        .await?
+        .into_inner();
+    if r.code != 0 {
+        bail!("sealed inputs refused (code {}): {}", r.code, r.log);
+    }
+    if !cli.json {
+        println!("input sealed to {n} attested workers (only its hash is on chain)");
+    }
+    Ok(id)
+}
+
 /// Signs a SubmitJob and sends it through JobService.SubmitJob; returns the job id.
 async fn submit_job(
     cli: &Cli,
@@ -744,6 +846,30 @@ async fn submit_job(
     fee: u64,
     model: &str,
     input: Vec<u8>,
+    k: u32,
+    max_fee: Option<u64>,
+) -> Result<u64> {
+    submit_job_payload(
+        cli,
+        from,
+        fee,
+        model,
+        pb::submit_job::Payload::Input(input),
+        pb::PrivacyMode::Public,
+        k,
+        max_fee,
+    )
+    .await
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn submit_job_payload(
+    cli: &Cli,
+    from: &str,
+    fee: u64,
+    model: &str,
+    payload: pb::submit_job::Payload,
+    privacy: pb::PrivacyMode,
     k: u32,
     max_fee: Option<u64>,
 ) -> Result<u64> {
@@ -770,10 +896,10 @@ async fn submit_job(
         fee,
         Action::SubmitJob(pb::SubmitJob {
             model_id: model.into(),
-            payload: Some(pb::submit_job::Payload::Input(input)),
+            payload: Some(payload),
             k,
             max_fee,
-            privacy: pb::PrivacyMode::Public as i32,
+            privacy: privacy as i32,
         }),
     );
     let r = job_client(cli)
@@ -960,6 +1086,30 @@ async fn demo(cli: &Cli, from: &str) -> Result<()> {
             "minilm" => {
                 println!("== minilm: \"vichain verifies inference\"");
                 b"vichain verifies inference".to_vec()
+            }
+            "minilm-tee" => {
+                println!(
+                    "== minilm-tee: the same sentence, sealed to attested workers (only its hash on chain)"
+                );
+                let started = std::time::Instant::now();
+                let id = submit_sealed_job(
+                    cli,
+                    from,
+                    1,
+                    &m.model_id,
+                    b"vichain verifies inference".to_vec(),
+                    0,
+                    None,
+                )
+                .await?;
+                let job = watch(cli, id, !cli.json).await?;
+                show_job(cli, &job, None).await?;
+                println!(
+                    "({:.1} s from submission)\n",
+                    started.elapsed().as_secs_f64()
+                );
+                ran += 1;
+                continue;
             }
             "smollm2" => {
                 println!("== smollm2: \"What is the capital of France?\"");

@@ -144,6 +144,38 @@ fn dev_workers_finalize_verified_jobs_submitted_with_the_cli() {
     );
     assert!(agreed(&job).len() >= 2);
 
+    // The same sentence sealed to the attested workers of minilm-tee: only its hash
+    // is on chain, and the workers that opened it agree on the same embedding.
+    let sealed = json(&cli(
+        grpc,
+        &keys,
+        &[
+            "submit",
+            "--model",
+            "minilm-tee",
+            "--text",
+            "a verified sentence",
+            "--sealed",
+            "--wait",
+            "--json",
+        ],
+    ));
+    assert_eq!(sealed["status"], "JOB_STATUS_FINALIZED", "{sealed:#}");
+    assert_eq!(sealed["input_bytes"], 0, "the input never went on chain");
+    assert_eq!(sealed["result"], job["result"]);
+    // A model that does not require TEE refuses sealed jobs.
+    let out = cli(
+        grpc,
+        &keys,
+        &["submit", "--model", "minilm", "--text", "x", "--sealed"],
+    );
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("does not require TEE"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
     // Bad submissions: unknown model, oversize input, k above the workers, too small a fee.
     let bad = |args: &[&str], needle: &str| {
         let out = cli(grpc, &keys, args);
@@ -183,7 +215,7 @@ fn dev_workers_finalize_verified_jobs_submitted_with_the_cli() {
         ],
         "below price",
     );
-    let status = json(&cli(grpc, &keys, &["query", "job", "3", "--json"]).clone());
+    let status = json(&cli(grpc, &keys, &["query", "job", "4", "--json"]));
     assert_eq!(
         status["found"], false,
         "no job was stored for a refused submission"
