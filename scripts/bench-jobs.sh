@@ -32,6 +32,7 @@ input_args() {
   case "$1" in
     digits) echo "--digit $2" ;;
     minilm) echo "--text sentence-$2-about-verifiable-inference" ;;
+    minilm-tee) echo "--text sentence-$2-about-verifiable-inference --sealed" ;;
     smollm2) echo "--text Name-a-color-$2" ;;
   esac
 }

