@@ -364,3 +364,263 @@ fn only_the_last_hundred_block_hashes_are_nonces() {
     let r = block(&mut inst, 104, vec![fresh]);
     assert_eq!(r.tx_results[0].code, 0, "{}", r.tx_results[0].log);
 }
+
+/// A chain with model m3 (require_tee, k 2, quorum 2) and workers keys 1, 2, 3 serving
+/// it, of which 1 and 2 hold a current simulated attestation (blocks 1 and 2).
+fn tee_chain() -> (tempfile::TempDir, Instance, [SigningKey; 3]) {
+    let mut req = genesis(true);
+    let mut app: AppState = serde_json::from_slice(&req.app_state_bytes).unwrap();
+    app.models.push(GenesisModel {
+        model_id: "m3".into(),
+        name: String::new(),
+        family: "mlp".into(),
+        total_layers: 1,
+        shards: vec![GenesisShard {
+            start_layer: 0,
+            end_layer: 1,
+            sha256: hex::encode([4u8; 32]),
+        }],
+        policy: PolicyConfig {
+            k: 2,
+            quorum: 2,
+            require_tee: true,
+            ..PolicyConfig::default()
+        },
+        verifying_key: String::new(),
+        commitment: String::new(),
+        price: 1,
+    });
+    req.app_state_bytes = serde_json::to_vec(&app).unwrap().into();
+    let dir = tempfile::tempdir().unwrap();
+    let mut inst = Instance::open(dir.path().to_path_buf()).unwrap();
+    inst.app.init_chain(req).unwrap();
+    let workers = [key(1), key(2), key(3)];
+    let r = block(
+        &mut inst,
+        1,
+        workers.iter().map(|w| register_worker(w, "m3")).collect(),
+    );
+    assert!(
+        r.tx_results.iter().all(|t| t.code == 0),
+        "{:?}",
+        r.tx_results
+    );
+    let far = (T0 + 1_000_000) as u64;
+    let r = block(
+        &mut inst,
+        2,
+        workers[..2]
+            .iter()
+            .map(|w| attest(w, 1, evidence(w, CHAIN_ID, block_hash(1), far), 1))
+            .collect(),
+    );
+    assert!(
+        r.tx_results.iter().all(|t| t.code == 0),
+        "{:?}",
+        r.tx_results
+    );
+
+    (dir, inst, workers)
+}
+
+/// Jobs on a `require_tee` model go only to workers whose attestation counts now: of
+/// three workers, the two attested ones are assigned; asking for three is refused; once
+/// the attestations expire (50 blocks here) nobody is eligible.
+#[test]
+fn only_workers_with_a_current_attestation_are_assigned_require_tee_jobs() {
+    let (_dir, mut inst, workers) = tee_chain();
+    let client = key(0);
+    let job = |nonce: u64, k: u32| {
+        sign_tx(
+            &client,
+            CHAIN_ID,
+            nonce,
+            1,
+            Action::SubmitJob(pb::SubmitJob {
+                model_id: "m3".into(),
+                payload: Some(pb::submit_job::Payload::Input(b"x".to_vec())),
+                k,
+                max_fee: 10,
+                privacy: 0,
+            }),
+        )
+    };
+    let r = block(&mut inst, 3, vec![job(0, 2), job(1, 3)]);
+    assert_eq!(r.tx_results[0].code, 0, "{}", r.tx_results[0].log);
+    assert!(
+        r.tx_results[1].log.contains("only 2 eligible workers"),
+        "{}",
+        r.tx_results[1].log
+    );
+    let assigned: Vec<Vec<u8>> = inst
+        .app
+        .store()
+        .job(1)
+        .unwrap()
+        .unwrap()
+        .assignments
+        .iter()
+        .map(|a| a.operator.clone())
+        .collect();
+    for w in &workers[..2] {
+        assert!(assigned.contains(&address(w).as_bytes().to_vec()));
+    }
+    assert!(!assigned.contains(&address(&workers[2]).as_bytes().to_vec()));
+
+    // attestation_ttl_blocks = 50: from height 53 the attestations no longer count.
+    for h in 4..=53 {
+        block(&mut inst, h, Vec::new());
+    }
+    let r = block(&mut inst, 54, vec![job(1, 2)]);
+    assert!(
+        r.tx_results[0].log.contains("only 0 eligible workers"),
+        "{}",
+        r.tx_results[0].log
+    );
+}
+
+/// A sealed job carries only its input hash; its client then seals the input to each
+/// assigned worker's attested key. Only the client may, only to assigned workers, only
+/// for this job, once per worker; the worker opens its copy and gets the input.
+#[test]
+fn sealed_inputs_reach_only_the_assigned_attested_workers() {
+    use sha2::{Digest, Sha256};
+    use vichain_tee::{SealedInput, SealedInputContext};
+    let (_dir, mut inst, workers) = tee_chain();
+    let client = key(0);
+    let input = b"a private input".to_vec();
+    let sealed_job = |nonce: u64, model: &str, payload| {
+        sign_tx(
+            &client,
+            CHAIN_ID,
+            nonce,
+            1,
+            Action::SubmitJob(pb::SubmitJob {
+                model_id: model.into(),
+                payload: Some(payload),
+                k: 0,
+                max_fee: 100,
+                privacy: pb::PrivacyMode::Sealed as i32,
+            }),
+        )
+    };
+    let hash = pb::submit_job::Payload::InputHash(Sha256::digest(&input).to_vec());
+    let r = block(
+        &mut inst,
+        3,
+        vec![
+            sealed_job(0, "m3", pb::submit_job::Payload::Input(input.clone())),
+            sealed_job(0, "m1", hash.clone()),
+            sealed_job(0, "m3", hash),
+        ],
+    );
+    assert!(
+        r.tx_results[0].log.contains("only its input hash"),
+        "{}",
+        r.tx_results[0].log
+    );
+    assert!(
+        r.tx_results[1].log.contains("does not require TEE"),
+        "{}",
+        r.tx_results[1].log
+    );
+    assert_eq!(r.tx_results[2].code, 0, "{}", r.tx_results[2].log);
+    let job = inst.app.store().job(1).unwrap().unwrap();
+    assert!(job.input.is_empty());
+
+    let copy = |w: &SigningKey, job_id: u64| {
+        let addr = address(w);
+        let ctx = SealedInputContext {
+            chain_id: CHAIN_ID,
+            job_id,
+            worker: addr.as_bytes(),
+        };
+        pb::SealedCopy {
+            operator: address(w).as_bytes().to_vec(),
+            sealed: ctx.seal(&ek(), &input).unwrap().encode(),
+        }
+    };
+    let seal = |from: &SigningKey, nonce: u64, copies: Vec<pb::SealedCopy>| {
+        sign_tx(
+            from,
+            CHAIN_ID,
+            nonce,
+            1,
+            Action::SealInputs(pb::SealInputs { job_id: 1, copies }),
+        )
+    };
+    let code = |e: TxError| e.code();
+    let cases = [
+        (
+            "from someone else than the client",
+            seal(&workers[0], 2, vec![copy(&workers[0], 1)]),
+            code(TxError::Unauthorized {
+                address: String::new(),
+                action: "",
+            }),
+        ),
+        (
+            "to a worker not assigned",
+            seal(&client, 1, vec![copy(&workers[2], 1)]),
+            code(TxError::NotAssigned {
+                job_id: 0,
+                address: String::new(),
+            }),
+        ),
+        (
+            "sealed for another job",
+            seal(&client, 1, vec![copy(&workers[0], 2)]),
+            code(TxError::InvalidField {
+                field: "",
+                reason: String::new(),
+            }),
+        ),
+    ];
+    let mut height = 4;
+    for (name, tx, expected) in cases {
+        let r = block(&mut inst, height, vec![tx]);
+        height += 1;
+        assert_eq!(
+            r.tx_results[0].code, expected,
+            "{name}: {}",
+            r.tx_results[0].log
+        );
+    }
+    let both = vec![copy(&workers[0], 1), copy(&workers[1], 1)];
+    let r = block(&mut inst, height, vec![seal(&client, 1, both)]);
+    assert_eq!(r.tx_results[0].code, 0, "{}", r.tx_results[0].log);
+    let r = block(
+        &mut inst,
+        height + 1,
+        vec![seal(&client, 2, vec![copy(&workers[0], 1)])],
+    );
+    assert_eq!(
+        r.tx_results[0].code,
+        code(TxError::AlreadyExists {
+            what: "",
+            id: String::new()
+        }),
+        "{}",
+        r.tx_results[0].log
+    );
+    // The worker opens its stored copy with the key its attestation binds.
+    let job = inst.app.store().job(1).unwrap().unwrap();
+    let mine = job
+        .assignments
+        .iter()
+        .find(|a| a.operator == address(&workers[0]).as_bytes())
+        .unwrap();
+    let addr = address(&workers[0]);
+    let ctx = SealedInputContext {
+        chain_id: CHAIN_ID,
+        job_id: 1,
+        worker: addr.as_bytes(),
+    };
+    let opened = ctx
+        .open(
+            &EncryptionKey::derive(&[0x77; 32]).unwrap(),
+            &SealedInput::decode(&mine.sealed_input).unwrap(),
+        )
+        .unwrap();
+    assert_eq!(opened, input);
+}

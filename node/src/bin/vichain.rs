@@ -199,11 +199,25 @@ enum TxCmd {
 
 #[derive(Debug, Subcommand)]
 enum QueryCmd {
-    Account { address: String },
-    Model { id: String },
-    Worker { address: String },
-    Job { id: u64 },
+    Account {
+        address: String,
+    },
+    Model {
+        id: String,
+    },
+    Worker {
+        address: String,
+    },
+    Job {
+        id: u64,
+    },
     Params,
+    /// The hash of one of the last 100 blocks, as the state keeps it: the nonce a TEE
+    /// attestation binds (`vichaind tee simulate --nonce`, `tx submit-attestation
+    /// --nonce-height`).
+    BlockHash {
+        height: u64,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -643,6 +657,9 @@ async fn query_cmd(cli: &Cli, cmd: &QueryCmd) -> Result<()> {
         QueryCmd::Worker { address } => Target::Worker(address.clone()),
         QueryCmd::Job { id } => Target::Job(*id),
         QueryCmd::Params => Target::Params(true),
+        QueryCmd::BlockHash { height } => {
+            Target::Key(vichain_consensus::state_key::recent_block_hash(*height).into_bytes())
+        }
     };
     let v = fetch(&mut c, target, &status).await?;
     let mut out = json!({"height": v.height, "app_hash": hex::encode(v.app_hash), "proof_verified": true, "found": v.value.is_some()});
@@ -655,6 +672,9 @@ async fn query_cmd(cli: &Cli, cmd: &QueryCmd) -> Result<()> {
         (QueryCmd::Model { .. }, Some(b)) => model_json(&pb::Model::decode(b.as_slice())?),
         (QueryCmd::Worker { .. }, Some(b)) => worker_json(&pb::Worker::decode(b.as_slice())?),
         (QueryCmd::Job { .. }, Some(b)) => job_json(&pb::Job::decode(b.as_slice())?),
+        (QueryCmd::BlockHash { height }, Some(b)) => {
+            json!({"block_height": height, "block_hash": hex::encode(b)})
+        }
         (QueryCmd::Params, Some(b)) => {
             let p = pb::Params::decode(b.as_slice())?;
             json!({"max_tx_bytes": p.max_tx_bytes, "max_input_bytes": p.max_input_bytes, "min_fee": p.min_fee,

@@ -90,31 +90,16 @@ pub fn dev_with_metrics(home: &Path, grpc: u16, metrics: u16, workers: usize) ->
     )
 }
 
-/// The hash of block `height`, as the state keeps it (the nonce TEE evidence binds).
+/// The hash of block `height`, as the state keeps it (the nonce TEE evidence binds),
+/// read with `vichain query block-hash` (Merkle proof checked).
 fn recent_block_hash(grpc: u16, height: u64) -> String {
-    use vichain_proto::v1::{
-        QueryRequest, node_service_client::NodeServiceClient, query_request::Target,
-    };
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let mut client = NodeServiceClient::connect(format!("http://127.0.0.1:{grpc}"))
-            .await
-            .unwrap();
-        let key = vichain_consensus::state_key::recent_block_hash(height);
-        let r = client
-            .query(QueryRequest {
-                target: Some(Target::Key(key.into_bytes())),
-                height: 0,
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        assert!(r.found, "no hash of block {height}");
-        hex::encode(r.value)
-    })
+    let v = json(&cli(
+        grpc,
+        Path::new("/nonexistent-keyring"),
+        &["query", "block-hash", &height.to_string(), "--json"],
+    ));
+    assert_eq!(v["proof_verified"], true, "{v}");
+    v["block_hash"].as_str().unwrap().to_owned()
 }
 
 /// Registers a model `digits` (one shard, k = 1) and a worker serving it with a
