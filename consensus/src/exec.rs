@@ -128,6 +128,7 @@ fn check_stateless(ctx: &BlockCtx, tx: &SignedTx) -> Result<(), TxError> {
         Action::CommitResult(c) => jobs::check_commit(c)?,
         Action::RevealResult(r) => jobs::check_reveal(r, &ctx.params)?,
         Action::SealInputs(s) => jobs::check_seal(s, &ctx.params)?,
+        Action::RecordPipeline(r) => jobs::check_record(r, &ctx.params)?,
     }
     Ok(())
 }
@@ -435,6 +436,7 @@ fn execute_stateful(
         Action::CommitResult(c) => jobs::commit_result(state, ctx, tx, c, &mut outcome),
         Action::RevealResult(r) => jobs::reveal_result(state, ctx, tx, r, &mut outcome),
         Action::SealInputs(s) => jobs::seal_inputs(state, ctx, tx, s, &mut outcome),
+        Action::RecordPipeline(r) => jobs::record_pipeline(state, ctx, tx, r, &mut outcome),
     }?;
     Ok(result.map(|()| {
         outcome.events.insert(
@@ -749,7 +751,18 @@ fn submit_job(
         Ok(pb::PrivacyMode::Unspecified) | Err(_) => pb::PrivacyMode::Public,
         Ok(p) => p,
     };
-    let available = jobs::available(state, ctx, &model)?;
+    let split = pb::PrivacyMode::try_from(j.privacy) == Ok(pb::PrivacyMode::Split);
+    if split && !matches!(j.payload, Some(pb::submit_job::Payload::InputHash(_))) {
+        return Ok(Err(TxError::invalid(
+            "submit_job.payload",
+            "a split-mode job carries only its input hash: the client keeps the input",
+        )));
+    }
+    let available = if split {
+        usize::MAX
+    } else {
+        jobs::available(state, ctx, &model)?
+    };
     if available < k as usize {
         return Ok(Err(TxError::invalid(
             "submit_job.k",
@@ -774,7 +787,15 @@ fn submit_job(
         tx_hash: tx.hash.to_vec(),
         ..Default::default()
     };
-    jobs::assign(state, ctx, &mut job, &model, k as usize)?;
+    if split {
+        // The client runs the pipeline itself and records it (RecordPipeline) before
+        // the deadline; otherwise the job fails and is refunded.
+        job.reveal_deadline =
+            ctx.height + ctx.params.commit_window_blocks + ctx.params.reveal_window_blocks;
+        jobs::add_deadline(state, job.reveal_deadline, id)?;
+    } else {
+        jobs::assign(state, ctx, &mut job, &model, k as usize)?;
+    }
     let assigned: Vec<String> = job
         .assignments
         .iter()

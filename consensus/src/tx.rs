@@ -135,6 +135,7 @@ pub fn action_kind(action: &pb::tx_body::Action) -> &'static str {
         A::CommitResult(_) => "commit_result",
         A::RevealResult(_) => "reveal_result",
         A::SealInputs(_) => "seal_inputs",
+        A::RecordPipeline(_) => "record_pipeline",
     }
 }
 

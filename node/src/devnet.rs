@@ -377,6 +377,14 @@ pub async fn smollm2_pipeline(
         }
         nodes.push(node);
     }
+    // For clients that run the pipeline themselves (`vichain submit --private`).
+    let lines: Vec<String> = bootstrap.iter().map(ToString::to_string).collect();
+    std::fs::write(out.join("bootstrap.txt"), lines.join("\n") + "\n")?;
+    info!(
+        manifest = %manifest_path.display(),
+        bootstrap = %lines.first().cloned().unwrap_or_default(),
+        "SmolLM2 pipeline stages are up (addresses in bootstrap.txt next to the manifest)"
+    );
     let executor: Arc<dyn Executor> = Arc::new(crate::runner::PipelineExecutor::new(
         manifest_path,
         bootstrap,

@@ -231,54 +231,64 @@ impl Executor for PipelineExecutor {
                 .workers;
             anyhow::Ok((summary, workers))
         })?;
-        let report = summary.report;
-        let output = match report.output {
-            vichain_split::InferOutput::Embedding { values } => pb::JobOutput {
-                values: values
-                    .iter()
-                    .map(|&x| (f64::from(x) * FIXED_POINT_ONE as f64).round() as i64)
-                    .collect(),
-                text: String::new(),
-            },
-            vichain_split::InferOutput::Text { tokens, text, .. } => pb::JobOutput {
-                values: tokens.iter().map(|&t| i64::from(t)).collect(),
-                text,
-            },
-        };
-        let mut stages = Vec::with_capacity(report.route.len());
-        for (i, r) in report.route.iter().enumerate() {
-            let (a, b) = r
-                .layers
-                .split_once("..")
-                .with_context(|| format!("route layers {:?}", r.layers))?;
-            let operator = workers
-                .iter()
-                .find(|w| w.peer_id == r.peer)
-                .map_or(vec![0; 20], |w| w.operator.clone());
-            stages.push(pb::Stage {
-                operator,
-                start_layer: a.parse()?,
-                end_layer: b.parse()?,
-                input_hash: digest_of(
-                    report
-                        .steps
-                        .iter()
-                        .filter_map(|s| s.stages.get(i).map(|x| x.input_sha256.clone())),
-                ),
-                output_hash: digest_of(
-                    report
-                        .steps
-                        .iter()
-                        .filter_map(|s| s.stages.get(i).map(|x| x.output_sha256.clone())),
-                ),
-            });
-        }
+        let (output, stages) = pipeline_result(&summary.report, &workers)?;
         Ok(Executed {
             output,
             proof: None,
             stages,
         })
     }
+}
+
+/// The output (in the ledger's fixed point) and the stages (operator from the chain's
+/// worker registry by peer id, or zero when the peer is not registered; digests of
+/// every activation each stage received and emitted) of a pipeline run.
+pub fn pipeline_result(
+    report: &vichain_split::InferReport,
+    workers: &[pb::Worker],
+) -> Result<(pb::JobOutput, Vec<pb::Stage>)> {
+    let output = match &report.output {
+        vichain_split::InferOutput::Embedding { values } => pb::JobOutput {
+            values: values
+                .iter()
+                .map(|&x| (f64::from(x) * FIXED_POINT_ONE as f64).round() as i64)
+                .collect(),
+            text: String::new(),
+        },
+        vichain_split::InferOutput::Text { tokens, text, .. } => pb::JobOutput {
+            values: tokens.iter().map(|&t| i64::from(t)).collect(),
+            text: text.clone(),
+        },
+    };
+    let mut stages = Vec::with_capacity(report.route.len());
+    for (i, r) in report.route.iter().enumerate() {
+        let (a, b) = r
+            .layers
+            .split_once("..")
+            .with_context(|| format!("route layers {:?}", r.layers))?;
+        let operator = workers
+            .iter()
+            .find(|w| w.peer_id == r.peer)
+            .map_or(vec![0; 20], |w| w.operator.clone());
+        stages.push(pb::Stage {
+            operator,
+            start_layer: a.parse()?,
+            end_layer: b.parse()?,
+            input_hash: digest_of(
+                report
+                    .steps
+                    .iter()
+                    .filter_map(|s| s.stages.get(i).map(|x| x.input_sha256.clone())),
+            ),
+            output_hash: digest_of(
+                report
+                    .steps
+                    .iter()
+                    .filter_map(|s| s.stages.get(i).map(|x| x.output_sha256.clone())),
+            ),
+        });
+    }
+    Ok((output, stages))
 }
 
 macro_rules! opaque_debug {

@@ -534,3 +534,135 @@ fn the_same_blocks_assign_the_same_workers_on_every_validator_and_seeds_differ_p
     sets.dedup();
     assert!(sets.len() > 1, "different jobs draw different workers");
 }
+
+/// Split mode: the client runs the pipeline itself and records it. Only the client may,
+/// only with stages that cover the layers, each held by a registered worker serving
+/// exactly that range; the stage workers are paid by layer share and the rest refunded.
+/// A split job nobody records fails at its deadline with a full refund.
+#[test]
+fn a_client_recorded_pipeline_pays_its_stage_workers_by_layer_share() {
+    let mut c = Chain::new(0);
+    let (a, b) = (key(1), key(2));
+    let model = Action::RegisterModel(pb::RegisterModel {
+        model_id: "split".into(),
+        name: "a two-stage model".into(),
+        family: "llama".into(),
+        total_layers: 4,
+        shards: vec![
+            pb::ShardSpec {
+                start_layer: 0,
+                end_layer: 1,
+                sha256: vec![5; 32],
+            },
+            pb::ShardSpec {
+                start_layer: 1,
+                end_layer: 4,
+                sha256: vec![6; 32],
+            },
+        ],
+        policy: Some(pb::VerificationPolicy {
+            k: 1,
+            quorum: 1,
+            ..Default::default()
+        }),
+        price: 40,
+        ..Default::default()
+    });
+    c.ok(vec![c.tx(&authority(), model)]);
+    let reg = |c: &Chain, w: &SigningKey, shard: u32| {
+        c.tx(
+            w,
+            Action::RegisterWorker(pb::RegisterWorker {
+                peer_id: peer_id(w),
+                stake: STAKE,
+                serves: vec![pb::ServedShard {
+                    model_id: "split".into(),
+                    shard_index: shard,
+                }],
+            }),
+        )
+    };
+    c.ok(vec![reg(&c, &a, 0), reg(&c, &b, 1)]);
+    let submit = |c: &Chain| {
+        c.tx(
+            &client(),
+            Action::SubmitJob(pb::SubmitJob {
+                model_id: "split".into(),
+                payload: Some(pb::submit_job::Payload::InputHash(vec![9; 32])),
+                k: 0,
+                max_fee: ESCROW,
+                privacy: pb::PrivacyMode::Split as i32,
+            }),
+        )
+    };
+    let r = c.ok(vec![submit(&c)]);
+    let id = u64::from_be_bytes(r.tx_results[0].data.as_ref().try_into().unwrap());
+    let job = c.job(id);
+    assert_eq!(job.status, pb::JobStatus::Pending as i32);
+    assert!(
+        job.assignments.is_empty(),
+        "the client runs the pipeline itself"
+    );
+
+    let stage = |w: &SigningKey, start: u32, end: u32| pb::Stage {
+        operator: address(w).as_bytes().to_vec(),
+        start_layer: start,
+        end_layer: end,
+        input_hash: vec![start as u8; 32],
+        output_hash: vec![end as u8; 32],
+    };
+    let record = |c: &Chain, from: &SigningKey, stages: Vec<pb::Stage>| {
+        c.tx(
+            from,
+            Action::RecordPipeline(pb::RecordPipeline {
+                job_id: id,
+                stages,
+                output_hash: vec![7; 32],
+            }),
+        )
+    };
+    c.rejected(
+        record(&c, &a, vec![stage(&a, 0, 1), stage(&b, 1, 4)]),
+        code(TxError::Unauthorized {
+            address: String::new(),
+            action: "",
+        }),
+    );
+    let invalid = code(TxError::InvalidField {
+        field: "",
+        reason: String::new(),
+    });
+    let log = c.rejected(record(&c, &client(), vec![stage(&a, 0, 1)]), invalid);
+    assert!(log.contains("cover layers 0..4"), "{log}");
+    let log = c.rejected(
+        record(&c, &client(), vec![stage(&b, 0, 1), stage(&a, 1, 4)]),
+        invalid,
+    );
+    assert!(log.contains("not held by"), "{log}");
+
+    let (a0, b0, c0) = (c.balance(&a), c.balance(&b), c.balance(&client()));
+    c.ok(vec![record(
+        &c,
+        &client(),
+        vec![stage(&a, 0, 1), stage(&b, 1, 4)],
+    )]);
+    let job = c.job(id);
+    assert_eq!(job.status, pb::JobStatus::Finalized as i32);
+    assert_eq!(job.outcome, "client_pipeline");
+    assert_eq!(job.pipeline.len(), 2);
+    assert_eq!(job.output_hash, vec![7; 32]);
+    // price 40 x k 1, by layer share: 1/4 and 3/4.
+    assert_eq!(c.balance(&a), a0 + 10);
+    assert_eq!(c.balance(&b), b0 + 30);
+    assert_eq!(c.balance(&client()), c0 - FEE + ESCROW - 40);
+    assert_eq!(job.refund, ESCROW - 40);
+
+    // A split job nobody records: refunded in full at its deadline.
+    let r = c.ok(vec![submit(&c)]);
+    let id2 = u64::from_be_bytes(r.tx_results[0].data.as_ref().try_into().unwrap());
+    let deadline = c.job(id2).reveal_deadline;
+    c.advance_to(deadline);
+    let job = c.job(id2);
+    assert_eq!(job.status, pb::JobStatus::Failed as i32);
+    assert_eq!(job.refund, ESCROW);
+}

@@ -81,6 +81,21 @@ enum Command {
         /// assigned worker's attested encryption key (models that require TEE).
         #[arg(long)]
         sealed: bool,
+        /// Split mode: run the pipeline yourself through the worker network (this
+        /// process keeps the input, the embedding, the head and the output; only the
+        /// input's hash, the stages' digests and the output's digest reach the chain,
+        /// which pays the stage workers). Needs --pipeline and --bootstrap.
+        #[arg(long, conflicts_with = "sealed", requires_all = ["pipeline", "bootstrap"])]
+        private: bool,
+        /// The split model's manifest.json (with the client's shard next to it).
+        #[arg(long)]
+        pipeline: Option<PathBuf>,
+        /// A worker of the network to join through (repeatable).
+        #[arg(long)]
+        bootstrap: Vec<String>,
+        /// Most tokens to generate in split mode (Llama models).
+        #[arg(long, default_value_t = 16)]
+        max_tokens: usize,
         #[arg(long, default_value = "dev")]
         from: String,
         #[arg(long, default_value_t = 1)]
@@ -223,7 +238,10 @@ enum QueryCmd {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     // The split client computes while its libp2p swarm runs: give them threads.
-    let mut runtime = if matches!(cli.command, Command::Infer(_)) {
+    let mut runtime = if matches!(
+        cli.command,
+        Command::Infer(_) | Command::Submit { private: true, .. }
+    ) {
         tokio::runtime::Builder::new_multi_thread()
     } else {
         tokio::runtime::Builder::new_current_thread()
@@ -306,6 +324,10 @@ async fn run(cli: Cli) -> Result<()> {
             max_fee,
             wait,
             sealed,
+            private,
+            pipeline,
+            bootstrap,
+            max_tokens,
             from,
             fee,
         } => {
@@ -317,7 +339,24 @@ async fn run(cli: Cli) -> Result<()> {
                 (_, _, Some(n)) => digit_input(*n)?.0,
                 _ => bail!("give --text, --input or --digit"),
             };
-            let id = if *sealed {
+            let id = if *private {
+                let text = String::from_utf8(bytes)
+                    .context("split mode runs text models: the input must be UTF-8")?;
+                let manifest = pipeline.clone().context("--private needs --pipeline")?;
+                submit_private_job(
+                    &cli,
+                    from,
+                    *fee,
+                    model,
+                    text,
+                    *k,
+                    *max_fee,
+                    manifest,
+                    bootstrap,
+                    *max_tokens,
+                )
+                .await?
+            } else if *sealed {
                 submit_sealed_job(&cli, from, *fee, model, bytes, *k, *max_fee).await?
             } else {
                 submit_job(&cli, from, *fee, model, bytes, *k, *max_fee).await?
@@ -766,6 +805,101 @@ async fn job_client(
         })
 }
 
+/// Split mode: submits the input's hash, runs the pipeline through the worker network
+/// from this process, prints the output here, and records the stages on chain.
+#[allow(clippy::too_many_arguments)]
+async fn submit_private_job(
+    cli: &Cli,
+    from: &str,
+    fee: u64,
+    model: &str,
+    text: String,
+    k: u32,
+    max_fee: Option<u64>,
+    manifest: PathBuf,
+    bootstrap: &[String],
+    max_tokens: usize,
+) -> Result<u64> {
+    use sha2::Digest;
+    let bootstrap = bootstrap
+        .iter()
+        .map(|a| a.parse().with_context(|| format!("--bootstrap {a:?}")))
+        .collect::<Result<Vec<_>>>()?;
+    let hash = sha2::Sha256::digest(text.as_bytes()).to_vec();
+    let id = submit_job_payload(
+        cli,
+        from,
+        fee,
+        model,
+        pb::submit_job::Payload::InputHash(hash),
+        pb::PrivacyMode::Split,
+        k,
+        max_fee,
+    )
+    .await?;
+    let args = vichain_node::infer::InferArgs {
+        model: manifest,
+        text: Some(text),
+        input: None,
+        bootstrap,
+        max_tokens,
+        allow_peers: None,
+        timeout: Duration::from_secs(30),
+        discovery_timeout: Duration::from_secs(20),
+        repeat: 1,
+        local: false,
+    };
+    let summary = vichain_node::infer::run(&args, |_| {}).await?;
+    let workers = client(cli)
+        .await?
+        .list_workers(pb::ListWorkersRequest {})
+        .await?
+        .into_inner()
+        .workers;
+    let (output, stages) = vichain_node::runner::pipeline_result(&summary.report, &workers)?;
+    let output_hash = vichain_consensus::output_fingerprint(&output, &stages).to_vec();
+    let key = keyring(cli).get(from)?;
+    let mut c = client(cli).await?;
+    let status = c.status(pb::StatusRequest {}).await?.into_inner();
+    let account = fetch(&mut c, Target::Account(key.address().to_string()), &status).await?;
+    let nonce = match account.value {
+        Some(b) => pb::Account::decode(b.as_slice())?.nonce,
+        None => 0,
+    };
+    let n = stages.len();
+    let tx = sign_tx(
+        &key.key,
+        &status.chain_id,
+        nonce,
+        fee,
+        Action::RecordPipeline(pb::RecordPipeline {
+            job_id: id,
+            stages,
+            output_hash: output_hash.clone(),
+        }),
+    );
+    let r = c
+        .broadcast_tx(pb::BroadcastTxRequest { tx })
+        .await?
+        .into_inner();
+    if r.code != 0 {
+        bail!("pipeline record refused (code {}): {}", r.code, r.log);
+    }
+    if cli.json {
+        eprintln!("{}", serde_json::to_string(&summary.summary)?);
+    } else {
+        println!(
+            "output (kept here, never on chain): {}",
+            serde_json::to_string(&summary.summary)?
+        );
+        println!(
+            "pipeline of {n} stages recorded for job {id}; output digest {}",
+            hex::encode(&output_hash)
+        );
+    }
+    Ok(id)
+}
+
 /// Submits a sealed job: only the input's hash goes in the SubmitJob; once workers
 /// are assigned, the input is sealed to each one's attested key in a SealInputs.
 async fn submit_sealed_job(
@@ -1169,6 +1303,13 @@ fn job_json(j: &pb::Job) -> Value {
         "round": j.round, "commit_deadline": j.commit_deadline, "reveal_deadline": j.reveal_deadline,
         "outcome": j.outcome, "finalized_height": j.finalized_height, "refund": j.refund,
         "failure": j.failure, "diverged_stage": j.diverged_stage,
+        "privacy": pb::PrivacyMode::try_from(j.privacy).map(|p| p.as_str_name()).unwrap_or("UNKNOWN"),
+        "output_hash": hex::encode(&j.output_hash),
+        "pipeline": j.pipeline.iter().map(|s| json!({
+            "worker": Address::from_bytes(&s.operator).map(|x| x.to_string()).unwrap_or_default(),
+            "layers": format!("{}..{}", s.start_layer, s.end_layer),
+            "input_hash": hex::encode(&s.input_hash), "output_hash": hex::encode(&s.output_hash),
+        })).collect::<Vec<_>>(),
         "result": j.result.as_ref().map(|r| json!({"values": r.values, "text": r.text})),
         "assignments": j.assignments.iter().map(|a| json!({
             "worker": Address::from_bytes(&a.operator).map(|x| x.to_string()).unwrap_or_default(),

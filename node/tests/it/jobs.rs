@@ -213,6 +213,56 @@ fn dev_workers_finalize_verified_jobs_submitted_with_the_cli() {
     assert_eq!(job["result"]["values"], serde_json::json!(tokens));
     assert_eq!(job["result"]["text"], g.text.as_str());
 
+    // Split mode: this client runs the same pipeline itself and keeps input and output;
+    // the chain records the stages and the output's digest and pays the stage workers.
+    let split_dir = home.join("models/smollm2-split");
+    let bootstrap = std::fs::read_to_string(split_dir.join("bootstrap.txt")).unwrap();
+    let manifest = split_dir.join("manifest.json");
+    let private = json(&cli(
+        grpc,
+        &keys,
+        &[
+            "submit",
+            "--model",
+            "smollm2",
+            "--text",
+            "Name a colour.",
+            "--private",
+            "--pipeline",
+            manifest.to_str().unwrap(),
+            "--bootstrap",
+            bootstrap.lines().next().unwrap(),
+            "--wait",
+            "--json",
+        ],
+    ));
+    assert_eq!(private["status"], "JOB_STATUS_FINALIZED", "{private:#}");
+    assert_eq!(private["outcome"], "client_pipeline");
+    assert_eq!(private["privacy"], "PRIVACY_MODE_SPLIT");
+    assert_eq!(private["input_bytes"], 0);
+    assert!(
+        private["result"].is_null(),
+        "the output stays with the client"
+    );
+    assert_eq!(private["output_hash"].as_str().unwrap().len(), 64);
+    let stages = private["pipeline"].as_array().unwrap();
+    let layers: Vec<&str> = stages
+        .iter()
+        .map(|s| s["layers"].as_str().unwrap())
+        .collect();
+    assert_eq!(layers, ["0..10", "10..20", "20..30"]);
+    let workers = json(&cli(grpc, &keys, &["workers", "--json"]));
+    for s in stages {
+        assert!(
+            workers["workers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|w| w["operator"] == s["worker"]),
+            "stage run by a registered worker: {s}"
+        );
+    }
+
     // Bad submissions: unknown model, oversize input, k above the workers, too small a fee.
     let bad = |args: &[&str], needle: &str| {
         let out = cli(grpc, &keys, args);
@@ -252,7 +302,7 @@ fn dev_workers_finalize_verified_jobs_submitted_with_the_cli() {
         ],
         "below price",
     );
-    let status = json(&cli(grpc, &keys, &["query", "job", "5", "--json"]));
+    let status = json(&cli(grpc, &keys, &["query", "job", "6", "--json"]));
     assert_eq!(
         status["found"], false,
         "no job was stored for a refused submission"
