@@ -16,13 +16,15 @@ cargo build --quiet -p vichain-node --bins
 bin="$CARGO_TARGET_DIR/debug"
 work="$(mktemp -d)"
 port="${VICHAIN_DEMO_PORT:-19090}"
+metrics="${VICHAIN_DEMO_METRICS:-127.0.0.1:26660}"
 export VICHAIN_NODE="http://127.0.0.1:$port" VICHAIN_HOME="$work/client"
 node_pid=""
 cleanup() { [ -n "$node_pid" ] && kill "$node_pid" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
 
 echo "== starting vichaind dev --workers 3 in $work/node (log: $work/node.log)"
-"$bin/vichaind" dev --workers 3 --home "$work/node" --grpc "127.0.0.1:$port" --block-time 500ms >>"$work/node.log" 2>&1 &
+"$bin/vichaind" dev --workers 3 --home "$work/node" --grpc "127.0.0.1:$port" --metrics-addr "$metrics" \
+  --block-time 500ms >>"$work/node.log" 2>&1 &
 node_pid=$!
 for _ in $(seq 1 1200); do
   if ! kill -0 "$node_pid" 2>/dev/null; then
@@ -43,10 +45,10 @@ alice="$("$bin/vichain" keys show alice --address)"
 "$bin/vichain" tx transfer --to "$alice" --amount 5 >/dev/null
 "$bin/vichain" query account "$alice"
 if [ -n "${VICHAIN_DEMO_EXIT:-}" ]; then
-  echo "== done"; exit 0
+  echo "== dashboard was at http://$metrics/ (metrics at /metrics)"; echo "== done"; exit 0
 fi
 cat <<MSG
-== the node keeps running (Ctrl-C stops it). In another shell:
+== the node keeps running (Ctrl-C stops it). Dashboard: http://$metrics/  In another shell:
    export VICHAIN_NODE=$VICHAIN_NODE VICHAIN_HOME=$VICHAIN_HOME PATH=$bin:\$PATH
    vichain submit --model minilm --text "your sentence" --wait
    vichain submit --model digits --digit 7 --wait

@@ -74,6 +74,7 @@ impl Executor for DigitsExecutor {
         };
         let mut salt = [0u8; 32];
         rand::rngs::OsRng.fill_bytes(&mut salt);
+        let proving_started = std::time::Instant::now();
         let (public, proof) = vichain_zk::prove_inference(
             pk,
             self.model.clone(),
@@ -88,6 +89,7 @@ impl Executor for DigitsExecutor {
             &mut rand::rngs::OsRng,
         )
         .with_context(|| format!("job {}: proving", job.id))?;
+        crate::metrics::zk_proved(proving_started.elapsed());
         use pb::inference_output::Value;
         let (values, value) = match public.output {
             PublicOutput::Argmax(i) => (vec![i64::from(i)], Value::Argmax(i)),
@@ -152,6 +154,7 @@ impl Executor for GenerateExecutor {
             .lock()
             .map_err(|_| anyhow!("generator poisoned"))?
             .chat(job.id, text, &params)?;
+        crate::metrics::inference_tokens(&job.model_id, g.tokens.len() as u64);
         Ok(Executed {
             output: pb::JobOutput {
                 values: g.tokens.iter().map(|&t| i64::from(t)).collect(),
@@ -583,6 +586,7 @@ impl Runner {
         let j = job.clone();
         let started = std::time::Instant::now();
         let executed = tokio::task::spawn_blocking(move || executor.execute(&j)).await??;
+        crate::metrics::inference_forward(&job.model_id, 0, started.elapsed());
         info!(worker = %self.cfg.name, job = job.id, model = %job.model_id, ms = started.elapsed().as_millis() as u64, proof = executed.proof.is_some(), "computed");
         let mut salt = [0u8; 32];
         rand::rngs::OsRng.fill_bytes(&mut salt);

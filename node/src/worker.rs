@@ -75,6 +75,10 @@ pub struct WorkerArgs {
     /// Tokens generated per job for Llama models.
     #[arg(long, default_value_t = 16)]
     pub max_new_tokens: usize,
+    /// Serve Prometheus `/metrics` (the worker network's counters, inference and
+    /// proving times) on this address, e.g. 127.0.0.1:26661.
+    #[arg(long)]
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 /// Parses `ID=PATH`.
@@ -214,6 +218,11 @@ impl RunningWorker {
         &self.info
     }
 
+    /// The worker network's counters.
+    pub fn split_metrics(&self) -> std::sync::Arc<vichain_split::Metrics> {
+        self.worker.node().metrics().clone()
+    }
+
     /// The worker's peer id.
     pub fn peer_id(&self) -> PeerId {
         self.worker.peer_id()
@@ -252,7 +261,16 @@ pub async fn run(config: WorkerConfig, tasks: &mut TaskManager) -> Result<Worker
 pub async fn main(args: WorkerArgs) -> Result<()> {
     let config = args.config()?;
     let mut tasks = TaskManager::new();
-    let info = run(config, &mut tasks).await?;
+    let worker = RunningWorker::start(config).await?;
+    if let Some(addr) = args.metrics_addr {
+        let bound =
+            crate::web::spawn_exporter(&mut tasks, addr, Some(worker.split_metrics())).await?;
+        if !args.json {
+            println!("metrics http://{bound}/metrics");
+        }
+    }
+    let info = worker.info().clone();
+    tasks.spawn_critical("worker", worker.serve(tasks.shutdown()));
     if args.json {
         println!("{}", serde_json::to_string(&info)?);
     } else {

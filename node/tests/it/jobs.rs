@@ -460,20 +460,22 @@ fn a_standalone_worker_process_takes_its_jobs_from_the_chain() {
             .arg(format!("http://127.0.0.1:{grpc}"))
             .arg("--job-model")
             .arg(format!("plain={model}"))
+            .args(["--metrics-addr", "127.0.0.1:0"])
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .unwrap(),
     );
-    let (mut peer, mut operator) = (String::new(), String::new());
+    let (mut peer, mut operator, mut metrics) = (String::new(), String::new(), String::new());
     let mut lines = BufReader::new(worker.0.stdout.take().unwrap()).lines();
-    while peer.is_empty() || operator.is_empty() {
+    while peer.is_empty() || operator.is_empty() || metrics.is_empty() {
         let line = lines.next().expect("worker output ended").unwrap();
         let words: Vec<&str> = line.split_whitespace().collect();
         match words.first() {
             Some(&"worker") => peer = words[1].to_owned(),
             Some(&"operator") => operator = words[1].to_owned(),
+            Some(&"metrics") => metrics = words[1].to_owned(),
             _ => {}
         }
     }
@@ -523,6 +525,16 @@ fn a_standalone_worker_process_takes_its_jobs_from_the_chain() {
     assert_eq!(
         job["result"]["values"][0].as_i64().unwrap(),
         m.forward(&input).unwrap().argmax as i64
+    );
+    // The worker's /metrics shows the job's inference time for the model.
+    let (status, text) = super::dashboard::Http::new().get(&metrics);
+    assert_eq!(status, 200);
+    assert!(
+        text.lines().any(
+            |l| l.starts_with("vichain_inference_forward_duration_seconds_count")
+                && l.contains("model=\"plain\"")
+        ),
+        "{text}"
     );
     // What it committed is in its state file until the job closes.
     assert!(home.join("jobs.json").exists());
