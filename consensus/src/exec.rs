@@ -675,6 +675,7 @@ fn register_worker(
         serves: w.serves.clone(),
         registered_height: ctx.height,
         attestation: None,
+        last_seen_height: ctx.height,
     };
     state.put(state_key::worker(&tx.sender), &worker);
     for s in &w.serves {
@@ -993,6 +994,7 @@ fn submit_attestation(
             .attr("expiry_height", record.expiry_height),
     );
     worker.attestation = Some(record);
+    worker.last_seen_height = ctx.height;
     state.put(state_key::worker(&tx.sender), &worker);
     Ok(Ok(()))
 }

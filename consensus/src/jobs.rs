@@ -591,6 +591,15 @@ pub(crate) fn assign(
     Ok(chosen.len())
 }
 
+/// Records that the worker `who` was active at this height.
+fn seen(state: &mut Overlay<'_>, ctx: &crate::BlockCtx, who: &Address) -> Result<(), Error> {
+    if let Some(mut w) = state.worker(who)? {
+        w.last_seen_height = ctx.height;
+        state.put(state_key::worker(who), &w);
+    }
+    Ok(())
+}
+
 fn find_assignment(job: &pb::Job, who: &Address) -> Option<usize> {
     job.assignments
         .iter()
@@ -637,6 +646,7 @@ pub(crate) fn commit_result(
     }
     job.assignments[i].commitment = c.commitment.clone();
     job.assignments[i].commit_height = ctx.height;
+    seen(state, ctx, &tx.sender)?;
     out.events.push(
         Event::new("result_committed")
             .attr("job_id", job.id)
@@ -795,6 +805,7 @@ pub(crate) fn reveal_result(
             ),
         }));
     }
+    seen(state, ctx, &tx.sender)?;
     let a = &mut job.assignments[i];
     a.revealed = true;
     a.output = Some(output);

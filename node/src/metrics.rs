@@ -35,6 +35,7 @@ pub const HTTP_REQUESTS: &str = "vichain_http_requests_total";
 pub const INFERENCE_FORWARD: &str = "vichain_inference_forward_duration_seconds";
 pub const INFERENCE_TOKENS: &str = "vichain_inference_tokens_total";
 pub const ZK_PROVE: &str = "vichain_zk_prove_duration_seconds";
+pub const SPLIT_CONNECTED_PEERS: &str = "vichain_split_connected_peers";
 
 /// Bounds of inference and proving durations, seconds.
 pub const COMPUTE_BUCKETS: &[f64] = &[
@@ -215,7 +216,19 @@ pub const METRICS: &[MetricDef] = &[
         "Groth16 proving time of one inference proof, seconds.",
         COMPUTE_BUCKETS,
     ),
+    def(
+        SPLIT_CONNECTED_PEERS,
+        Gauge,
+        &[],
+        "Peers of the worker network this worker is connected to.",
+        &[],
+    ),
 ];
+
+/// Sets the connected-peers gauge of a worker.
+pub fn split_connected_peers(n: usize) {
+    metrics::gauge!(SPLIT_CONNECTED_PEERS).set(n as f64);
+}
 
 /// Every metric name this node can export, with its kind: ledger, node and split.
 pub fn all_metrics() -> Vec<(&'static str, MetricKind)> {

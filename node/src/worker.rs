@@ -218,6 +218,11 @@ impl RunningWorker {
         &self.info
     }
 
+    /// A handle on the worker's libp2p node.
+    pub fn split_node(&self) -> vichain_split::Node {
+        self.worker.node().clone()
+    }
+
     /// The worker network's counters.
     pub fn split_metrics(&self) -> std::sync::Arc<vichain_split::Metrics> {
         self.worker.node().metrics().clone()
@@ -270,6 +275,21 @@ pub async fn main(args: WorkerArgs) -> Result<()> {
         }
     }
     let info = worker.info().clone();
+    if args.metrics_addr.is_some() {
+        let node = worker.split_node();
+        let mut stop = tasks.shutdown();
+        tasks.spawn_critical("peer-gauge", async move {
+            loop {
+                if let Ok(s) = node.snapshot().await {
+                    crate::metrics::split_connected_peers(s.connected.len());
+                }
+                tokio::select! {
+                    _ = stop.wait() => return Ok(()),
+                    _ = tokio::time::sleep(LIVENESS_INTERVAL) => {}
+                }
+            }
+        });
+    }
     tasks.spawn_critical("worker", worker.serve(tasks.shutdown()));
     if args.json {
         println!("{}", serde_json::to_string(&info)?);

@@ -767,7 +767,7 @@ fn worker_json(w: &pb::Worker) -> Value {
         "operator": Address::from_bytes(&w.operator).map(|a| a.to_string()).unwrap_or_default(),
         "peer_id": w.peer_id, "stake": w.stake, "reputation": w.reputation as f64 / 1e6,
         "serves": w.serves.iter().map(|s| json!({"model_id": s.model_id, "shard_index": s.shard_index})).collect::<Vec<_>>(),
-        "registered_height": w.registered_height,
+        "registered_height": w.registered_height, "last_seen_height": w.last_seen_height,
         "attestation": w.attestation.as_ref().map(|a| json!({
             "kind": a.kind, "simulated": a.simulated, "measurement": hex::encode(&a.measurement),
             "tcb_status": a.tcb_status, "debug": a.debug, "valid_until": a.valid_until,

@@ -13,6 +13,7 @@
 //! - `GET /api/workers?limit=N` (1..=1000, default 200): `{"height", "workers": [...]}`
 //!   in operator order: `operator` (bech32), `peer_id`, `stake`, `reputation`
 //!   (1.0 = neutral), `serves` (`[{model_id, shard_index}]`), `registered_height`,
+//!   `last_seen_height` (its last accepted registration, attestation, commit or reveal),
 //!   `attestation` (null, or `kind`, `simulated`, `tcb_status`, `debug`,
 //!   `measurement`, `valid_until` (unix s), `attested_height`, `expiry_height`,
 //!   `current`: whether it still counts at the last block).
@@ -212,6 +213,7 @@ pub fn worker_json(w: &pb::Worker, height: u64, time_ns: i64) -> Value {
         "reputation": w.reputation as f64 / REPUTATION_ONE as f64,
         "serves": w.serves.iter().map(|s| json!({"model_id": s.model_id, "shard_index": s.shard_index})).collect::<Vec<_>>(),
         "registered_height": w.registered_height,
+        "last_seen_height": w.last_seen_height,
         "attestation": w.attestation.as_ref().map(|a| attestation_json(a, height, time_ns)),
     })
 }

@@ -563,6 +563,11 @@ fn the_dashboard_shows_the_chain_workers_and_jobs_in_chromium() {
     let row = row.as_str().unwrap();
     assert!(row.contains("digits:0"), "{row}");
     assert!(row.contains("10000"), "{row}");
+    // Last seen: the height of its reveal for job 1, at least.
+    let last_seen = browser.eval(&format!(
+        "return Number(document.querySelector('#workers tbody tr[data-peer-id=\"{peer_id}\"] td.last-seen').textContent)"
+    ));
+    assert!(last_seen.as_u64().unwrap() > 1, "{last_seen}");
     assert_eq!(
         browser.eval("return document.querySelectorAll('#workers tbody tr').length"),
         3

@@ -536,6 +536,23 @@ fn a_standalone_worker_process_takes_its_jobs_from_the_chain() {
         ),
         "{text}"
     );
+    // Connected peers are sampled every 2 s.
+    let mut peers_seen = false;
+    for _ in 0..50 {
+        let (_, text) = super::dashboard::Http::new().get(&metrics);
+        if text
+            .lines()
+            .any(|l| l.starts_with("vichain_split_connected_peers"))
+        {
+            peers_seen = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(
+        peers_seen,
+        "the worker exports vichain_split_connected_peers"
+    );
     // What it committed is in its state file until the job closes.
     assert!(home.join("jobs.json").exists());
     assert!(worker.terminate().success());

@@ -183,6 +183,7 @@ function renderWorkers(workers) {
     el("td", { class: "attestation" }, attestationCell(w.attestation)),
     el("td", {}, w.attestation ? w.attestation.expiry_height : "-"),
     el("td", {}, w.registered_height),
+    el("td", { class: "last-seen" }, w.last_seen_height),
   )));
 }
 
