@@ -471,7 +471,8 @@ impl Runner {
             self.save()?;
         }
         for job in open {
-            if let Err(e) = self.handle(&job).await {
+            let span = tracing::info_span!("job", id = job.id, model = %job.model_id);
+            if let Err(e) = tracing::Instrument::instrument(self.handle(&job), span).await {
                 warn!(worker = %self.cfg.name, job = job.id, "{e:#}");
             }
         }

@@ -272,6 +272,13 @@ struct ServeState {
 
 impl ServeState {
     fn handle(&self, peer: PeerId, bytes: &[u8]) -> Vec<u8> {
+        let _stage = tracing::info_span!(
+            "pipeline_stage",
+            %peer,
+            model = %self.model_id,
+            bytes = bytes.len()
+        )
+        .entered();
         let response = self.answer(bytes);
         let ok = !matches!(response, Response::Error(_));
         if let Response::Error(e) = &response {
