@@ -43,6 +43,49 @@ impl JobServer {
         store.job(id).map_err(|e| Status::internal(e.to_string()))
     }
 
+    /// Open jobs, all or those assigned to `req.worker` in their current round.
+    fn open_jobs(&self, req: &pb::ListJobsRequest) -> Result<pb::ListJobsResponse, Status> {
+        let worker = if req.worker.is_empty() {
+            None
+        } else {
+            Some(
+                req.worker
+                    .parse::<Address>()
+                    .map_err(|e| Status::invalid_argument(format!("worker: {e}")))?,
+            )
+        };
+        let limit = match req.limit {
+            0 => 100,
+            n => (n as usize).min(MAX_LIST_JOBS),
+        };
+        let height = self.height()?;
+        let open = self
+            .store
+            .prefix(state_key::OPEN_JOBS.as_bytes(), usize::MAX)
+            .map_err(|e| Status::internal(e.to_string()))?;
+        let mut jobs = Vec::new();
+        for (_, id) in open {
+            let Ok(id) = <[u8; 8]>::try_from(id.as_slice()) else {
+                continue;
+            };
+            let Some(job) = self.job(u64::from_be_bytes(id))? else {
+                continue;
+            };
+            let mine = worker.is_none_or(|w| {
+                job.assignments
+                    .iter()
+                    .any(|a| a.round == job.round && a.operator == w.as_bytes())
+            });
+            if mine {
+                jobs.push(job);
+                if jobs.len() >= limit {
+                    break;
+                }
+            }
+        }
+        Ok(pb::ListJobsResponse { jobs, height })
+    }
+
     fn height(&self) -> Result<u64, Status> {
         Ok(self
             .store
@@ -237,50 +280,43 @@ impl JobService for JobServer {
         )))
     }
 
+    type WatchAssignmentsStream =
+        Pin<Box<dyn Stream<Item = Result<pb::ListJobsResponse, Status>> + Send>>;
+
+    async fn watch_assignments(
+        &self,
+        req: Request<pb::ListJobsRequest>,
+    ) -> Result<Response<Self::WatchAssignmentsStream>, Status> {
+        let req = req.into_inner();
+        // Validate once, up front.
+        self.open_jobs(&req)?;
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        let this = self.clone();
+        tokio::spawn(async move {
+            let mut last_height = None;
+            loop {
+                let height = this.height().unwrap_or(0);
+                if last_height != Some(height) {
+                    let update = this.open_jobs(&req);
+                    let failed = update.is_err();
+                    if tx.send(update).await.is_err() || failed {
+                        return;
+                    }
+                    last_height = Some(height);
+                }
+                tokio::time::sleep(POLL).await;
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+
     async fn list_jobs(
         &self,
         req: Request<pb::ListJobsRequest>,
     ) -> Result<Response<pb::ListJobsResponse>, Status> {
-        let req = req.into_inner();
-        let worker = if req.worker.is_empty() {
-            None
-        } else {
-            Some(
-                req.worker
-                    .parse::<Address>()
-                    .map_err(|e| Status::invalid_argument(format!("worker: {e}")))?,
-            )
-        };
-        let limit = match req.limit {
-            0 => 100,
-            n => (n as usize).min(MAX_LIST_JOBS),
-        };
-        let height = self.height()?;
-        let open = self
-            .store
-            .prefix(state_key::OPEN_JOBS.as_bytes(), usize::MAX)
-            .map_err(|e| Status::internal(e.to_string()))?;
-        let mut jobs = Vec::new();
-        for (_, id) in open {
-            let Ok(id) = <[u8; 8]>::try_from(id.as_slice()) else {
-                continue;
-            };
-            let Some(job) = self.job(u64::from_be_bytes(id))? else {
-                continue;
-            };
-            let mine = worker.is_none_or(|w| {
-                job.assignments
-                    .iter()
-                    .any(|a| a.round == job.round && a.operator == w.as_bytes())
-            });
-            if mine {
-                jobs.push(job);
-                if jobs.len() >= limit {
-                    break;
-                }
-            }
-        }
-        Ok(Response::new(pb::ListJobsResponse { jobs, height }))
+        Ok(Response::new(self.open_jobs(&req.into_inner())?))
     }
 
     async fn list_models(

@@ -1,4 +1,5 @@
-//! A worker's part in the life of a job: it watches its node (gRPC `ListJobs`) for
+//! A worker's part in the life of a job: it watches its node (gRPC `WatchAssignments`, a
+//! stream of its open jobs at every block) for
 //! jobs assigned to it, runs the model, proves where the model requires it, sends
 //! `CommitResult`, and once the commit phase closes, `RevealResult`.
 //!
@@ -344,7 +345,7 @@ struct RunnerState {
     jobs: BTreeMap<u64, Pending>,
 }
 
-/// Polls before a sent transaction that has not landed is sent again.
+/// Updates (blocks) before a sent transaction that has not landed is sent again.
 const RESEND_AFTER_POLLS: u32 = 20;
 
 pub struct Runner {
@@ -452,7 +453,7 @@ impl Runner {
         Ok(false)
     }
 
-    /// One pass over this worker's open jobs.
+    /// One pass over this worker's open jobs, fetched with ListJobs.
     pub async fn poll_once(&mut self) -> Result<()> {
         let open = self
             .jobs
@@ -463,6 +464,11 @@ impl Runner {
             .await?
             .into_inner()
             .jobs;
+        self.process(open).await
+    }
+
+    /// Acts on this worker's open jobs: compute, commit, reveal; forgets closed ones.
+    async fn process(&mut self, open: Vec<pb::Job>) -> Result<()> {
         let open_ids: Vec<u64> = open.iter().map(|j| j.id).collect();
         let before = self.state.jobs.len();
         self.state.jobs.retain(|id, _| open_ids.contains(id));
@@ -611,12 +617,40 @@ impl Runner {
         self.save()
     }
 
-    /// Polls until shutdown.
+    /// Follows the node's WatchAssignments stream (this worker's open jobs at every
+    /// block) until shutdown; reconnects after `poll` when the stream ends or fails.
     pub async fn run(mut self, mut shutdown: Shutdown) -> Result<()> {
         info!(worker = %self.cfg.name, address = %self.address, "worker watching for jobs");
         loop {
-            if let Err(e) = self.poll_once().await {
-                debug!(worker = %self.cfg.name, "poll: {e:#}");
+            let stream = self
+                .jobs
+                .watch_assignments(pb::ListJobsRequest {
+                    worker: self.address.to_string(),
+                    limit: 1000,
+                })
+                .await;
+            match stream {
+                Ok(stream) => {
+                    let mut stream = stream.into_inner();
+                    loop {
+                        tokio::select! {
+                            _ = shutdown.wait() => return Ok(()),
+                            update = stream.message() => match update {
+                                Ok(Some(update)) => {
+                                    if let Err(e) = self.process(update.jobs).await {
+                                        debug!(worker = %self.cfg.name, "jobs: {e:#}");
+                                    }
+                                }
+                                Ok(None) => break,
+                                Err(e) => {
+                                    debug!(worker = %self.cfg.name, "assignment stream: {e}");
+                                    break;
+                                }
+                            },
+                        }
+                    }
+                }
+                Err(e) => debug!(worker = %self.cfg.name, "cannot watch assignments: {e}"),
             }
             tokio::select! {
                 _ = shutdown.wait() => return Ok(()),

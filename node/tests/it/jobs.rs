@@ -382,6 +382,14 @@ fn job_service_answers_bad_requests_with_grpc_status_codes() {
             .await
             .unwrap_err();
         assert_eq!(e.code(), Code::InvalidArgument);
+        let e = c
+            .watch_assignments(pb::ListJobsRequest {
+                worker: "not-an-address".into(),
+                limit: 0,
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument);
         let open = c
             .list_jobs(pb::ListJobsRequest::default())
             .await
