@@ -51,7 +51,10 @@ pub use crate::{
     },
     error::{Error, Result},
     metrics::{Metrics, MetricsSnapshot},
-    network::{AllowList, InboundRequest, NetworkConfig, NetworkSnapshot, Node, SeenAnnouncement},
+    network::{
+        AllowList, InboundRequest, InboundTap, NetworkConfig, NetworkSnapshot, Node,
+        SeenAnnouncement,
+    },
     route::{Candidate, Route, RouteOptions, RouteStage, plan_route},
     wire::{
         Announcement, ErrorCode, ForwardRequest, ForwardResponse, MAX_ANNOUNCED_ADDRS,

@@ -39,6 +39,7 @@ const INBOUND_QUEUE: usize = 256;
 pub struct AllowList(Option<AllowFn>);
 
 type AllowFn = Arc<dyn Fn(&PeerId) -> bool + Send + Sync>;
+type TapFn = Arc<dyn Fn(&PeerId, &[u8]) + Send + Sync>;
 type PendingRequest = (PeerId, oneshot::Sender<Result<Vec<u8>>>);
 type ProviderQuery = (
     kad::QueryId,
@@ -78,6 +79,23 @@ impl std::fmt::Debug for AllowList {
     }
 }
 
+/// A hook called with the sender and the bytes of every request frame a node receives.
+#[derive(Clone)]
+pub struct InboundTap(TapFn);
+
+impl InboundTap {
+    /// Calls `f` on every request frame received (on the network task: keep it short).
+    pub fn new(f: impl Fn(&PeerId, &[u8]) + Send + Sync + 'static) -> Self {
+        Self(Arc::new(f))
+    }
+}
+
+impl std::fmt::Debug for InboundTap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("InboundTap")
+    }
+}
+
 /// Settings of a node's network.
 #[derive(Clone, Debug)]
 pub struct NetworkConfig {
@@ -95,6 +113,9 @@ pub struct NetworkConfig {
     pub idle_connection_timeout: Duration,
     /// Who may connect.
     pub allow: AllowList,
+    /// Sees every request frame received, before the allow-list and decoding (for audits,
+    /// and for tests that check what workers are shown).
+    pub inbound_tap: Option<InboundTap>,
 }
 
 impl Default for NetworkConfig {
@@ -107,6 +128,7 @@ impl Default for NetworkConfig {
             heartbeat: Duration::from_secs(5),
             idle_connection_timeout: Duration::from_secs(300),
             allow: AllowList::all(),
+            inbound_tap: None,
         }
     }
 }
@@ -245,6 +267,7 @@ impl Node {
         let task = NetworkTask {
             swarm,
             allow: config.allow.clone(),
+            tap: config.inbound_tap.clone(),
             inbound: inbound_tx,
             metrics: metrics.clone(),
             outbound: BTreeMap::new(),
@@ -451,6 +474,7 @@ fn build_swarm(keypair: Keypair, config: &NetworkConfig) -> Result<Swarm<Behavio
 struct NetworkTask {
     swarm: Swarm<Behaviour>,
     allow: AllowList,
+    tap: Option<InboundTap>,
     inbound: mpsc::Sender<InboundRequest>,
     metrics: Arc<Metrics>,
     outbound: BTreeMap<request_response::OutboundRequestId, PendingRequest>,
@@ -685,6 +709,9 @@ impl NetworkTask {
                 ..
             } => {
                 self.metrics.received(request.len());
+                if let Some(tap) = &self.tap {
+                    (tap.0)(&peer, &request);
+                }
                 if !self.allow.is_allowed(&peer) {
                     let refusal = crate::Response::Error(crate::StageError::new(
                         crate::ErrorCode::NotAllowed,

@@ -3,6 +3,8 @@
 #![allow(clippy::unwrap_used)]
 
 mod common;
+mod discovery;
 mod faults;
 mod minilm;
+mod privacy;
 mod smollm2;
