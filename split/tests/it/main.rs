@@ -7,4 +7,5 @@ mod discovery;
 mod faults;
 mod minilm;
 mod privacy;
+mod slow;
 mod smollm2;
