@@ -594,6 +594,45 @@ impl SplitClient {
             let failed_at = Instant::now();
             let mut error = first_error;
             let from = slot.peer;
+            // A worker that is up but lost this session's KV cache (restarted, or evicted
+            // it) refuses the step; its cache is rebuilt by replaying the session there
+            // before anyone else is tried.
+            let lost_cache = matches!(
+                &error,
+                Error::Stage {
+                    code: crate::ErrorCode::BadActivation,
+                    ..
+                }
+            );
+            if stateful && lost_cache && !slot.inputs.is_empty() {
+                tracing::warn!(stage = i, peer = %slot.peer, %error, "rebuilding the stage's cache");
+                let rebuilt = match self.replay(i, slot).await {
+                    Ok(()) => self.forward_once(i, slot.shard, slot.peer, act).await,
+                    Err(e) => Err(e),
+                };
+                match rebuilt {
+                    Ok((out, commitment)) => {
+                        let replayed_steps = slot.inputs.len();
+                        slot.inputs.push(act.clone());
+                        slot.outputs.push(commitment.output_sha256);
+                        self.node.metrics().failover();
+                        failovers.push(FailoverEvent {
+                            stage: i,
+                            range: slot.shard.range,
+                            from,
+                            to: from,
+                            reason: format!(
+                                "cache rebuilt on the same worker: {}",
+                                error_reason(&error)
+                            ),
+                            replayed_steps,
+                            recovery_micros: failed_at.elapsed().as_micros() as u64,
+                        });
+                        return Ok((out, commitment));
+                    }
+                    Err(e) => error = e,
+                }
+            }
             loop {
                 tracing::warn!(stage = i, peer = %slot.peer, %error, "stage failed");
                 self.failed.insert(slot.peer);
