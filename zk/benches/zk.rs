@@ -209,5 +209,22 @@ fn batch(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, digits, batch, opening, mnist);
+/// The floor under any Groth16 verification: three pairings (one multi-pairing of three
+/// pairs, as a prepared-key verification computes).
+fn pairings(c: &mut Criterion) {
+    use ark_ec::{CurveGroup, pairing::Pairing};
+    use ark_std::UniformRand;
+    let mut rng = StdRng::seed_from_u64(3);
+    let g1: Vec<_> = (0..3)
+        .map(|_| <Bn254 as Pairing>::G1::rand(&mut rng).into_affine())
+        .collect();
+    let g2: Vec<_> = (0..3)
+        .map(|_| <Bn254 as Pairing>::G2::rand(&mut rng).into_affine())
+        .collect();
+    c.bench_function("pairings/three", |b| {
+        b.iter(|| Bn254::multi_pairing(g1.iter().copied(), g2.iter().copied()))
+    });
+}
+
+criterion_group!(benches, digits, batch, opening, mnist, pairings);
 criterion_main!(benches);
