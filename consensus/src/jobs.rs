@@ -132,36 +132,12 @@ pub(crate) fn check_reveal(r: &pb::RevealResult, params: &pb::Params) -> Result<
             ),
         ));
     }
-    if r.stages.len() > params.max_shards as usize {
-        return Err(TxError::invalid(
-            "reveal_result.stages",
-            format!(
-                "{} stages exceed the maximum {}",
-                r.stages.len(),
-                params.max_shards
-            ),
-        ));
-    }
-    for s in &r.stages {
-        Address::from_bytes(&s.operator).map_err(|_| {
-            TxError::invalid(
-                "reveal_result.stages.operator",
-                format!("{} bytes, expected 20", s.operator.len()),
-            )
-        })?;
-        if s.input_hash.len() != 32 || s.output_hash.len() != 32 {
-            return Err(TxError::invalid(
-                "reveal_result.stages",
-                "activation hashes must be 32 bytes",
-            ));
-        }
-        if s.start_layer >= s.end_layer {
-            return Err(TxError::invalid(
-                "reveal_result.stages",
-                format!("empty layer range {}..{}", s.start_layer, s.end_layer),
-            ));
-        }
-    }
+    check_stages(
+        &r.stages,
+        "reveal_result.stages",
+        "reveal_result.stages.operator",
+        params,
+    )?;
     if let Some(p) = &r.proof {
         proofs::check_submit_proof(p)?;
         if p.job_id != r.job_id {
@@ -288,6 +264,7 @@ pub(crate) fn seal_inputs(
 fn check_stages(
     stages: &[pb::Stage],
     field: &'static str,
+    operator_field: &'static str,
     params: &pb::Params,
 ) -> Result<(), TxError> {
     if stages.len() > params.max_shards as usize {
@@ -303,8 +280,8 @@ fn check_stages(
     for s in stages {
         Address::from_bytes(&s.operator).map_err(|_| {
             TxError::invalid(
-                field,
-                format!("operator of {} bytes, expected 20", s.operator.len()),
+                operator_field,
+                format!("{} bytes, expected 20", s.operator.len()),
             )
         })?;
         if s.input_hash.len() != 32 || s.output_hash.len() != 32 {
@@ -337,7 +314,12 @@ pub(crate) fn check_record(r: &pb::RecordPipeline, params: &pb::Params) -> Resul
     if r.stages.is_empty() {
         return Err(TxError::invalid("record_pipeline.stages", "no stages"));
     }
-    check_stages(&r.stages, "record_pipeline.stages", params)?;
+    check_stages(
+        &r.stages,
+        "record_pipeline.stages",
+        "record_pipeline.stages.operator",
+        params,
+    )?;
     if r.output_hash.len() != 32 {
         return Err(TxError::invalid(
             "record_pipeline.output_hash",
@@ -748,21 +730,14 @@ pub(crate) fn reveal_result(
         }));
     };
     let policy = model.policy.clone().unwrap_or_default();
-    if let Some(last) = r.stages.last() {
-        let contiguous = r.stages.first().map(|s| s.start_layer) == Some(0)
-            && r.stages
-                .windows(2)
-                .all(|w| w[0].end_layer == w[1].start_layer)
-            && last.end_layer == model.total_layers;
-        if !contiguous {
-            return Ok(Err(TxError::invalid(
-                "reveal_result.stages",
-                format!(
-                    "stages must cover layers 0..{} in order without gaps",
-                    model.total_layers
-                ),
-            )));
-        }
+    if !r.stages.is_empty() && !covers(&r.stages, model.total_layers) {
+        return Ok(Err(TxError::invalid(
+            "reveal_result.stages",
+            format!(
+                "stages must cover layers 0..{} in order without gaps",
+                model.total_layers
+            ),
+        )));
     }
     let mut proof_verified = false;
     if policy.require_proof {

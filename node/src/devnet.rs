@@ -557,14 +557,8 @@ pub async fn run(
     let mut enc_keys = Vec::with_capacity(keys.len());
     let chain_id = store.chain_id()?;
     for (i, k) in keys.iter().enumerate() {
-        let path = dir.join(format!("worker-{i}.hpke"));
-        let ek = if path.exists() {
-            vichain_tee::EncryptionKey::load(&path)?
-        } else {
-            let ek = vichain_tee::EncryptionKey::generate();
-            ek.save(&path)?;
-            ek
-        };
+        let ek =
+            crate::runner::load_or_create_encryption_key(&dir.join(format!("worker-{i}.hpke")))?;
         let height = store.committed()?.map_or(0, |c| c.height);
         let nonce: [u8; 32] = store
             .get(state_key::recent_block_hash(height).as_bytes())?

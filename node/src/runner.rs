@@ -11,7 +11,7 @@
 
 use std::{
     collections::BTreeMap,
-    path::PathBuf,
+    path::{Path, PathBuf},
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -114,6 +114,24 @@ impl Executor for DigitsExecutor {
     }
 }
 
+/// A float output (an embedding) in the ledger's fixed point (1e6 = 1.0).
+fn fixed_point(values: &[f32]) -> Vec<i64> {
+    values
+        .iter()
+        .map(|&x| (f64::from(x) * FIXED_POINT_ONE as f64).round() as i64)
+        .collect()
+}
+
+/// The HPKE key at `path`, created (0600, never overwritten) on first use.
+pub fn load_or_create_encryption_key(path: &Path) -> Result<vichain_tee::EncryptionKey> {
+    if path.exists() {
+        return Ok(vichain_tee::EncryptionKey::load(path)?);
+    }
+    let key = vichain_tee::EncryptionKey::generate();
+    key.save(path)?;
+    Ok(key)
+}
+
 /// Sentence embeddings; the output is the embedding in fixed point (1e6 = 1.0).
 pub struct EmbedExecutor(pub Arc<SentenceEmbedder>);
 
@@ -124,10 +142,7 @@ impl Executor for EmbedExecutor {
         let embedding = self.0.embed(text)?;
         Ok(Executed {
             output: pb::JobOutput {
-                values: embedding
-                    .iter()
-                    .map(|&x| (f64::from(x) * FIXED_POINT_ONE as f64).round() as i64)
-                    .collect(),
+                values: fixed_point(&embedding),
                 text: String::new(),
             },
             proof: None,
@@ -253,10 +268,7 @@ pub fn pipeline_result(
 ) -> Result<(pb::JobOutput, Vec<pb::Stage>)> {
     let output = match &report.output {
         vichain_split::InferOutput::Embedding { values } => pb::JobOutput {
-            values: values
-                .iter()
-                .map(|&x| (f64::from(x) * FIXED_POINT_ONE as f64).round() as i64)
-                .collect(),
+            values: fixed_point(values),
             text: String::new(),
         },
         vichain_split::InferOutput::Text { tokens, text, .. } => pb::JobOutput {

@@ -371,14 +371,7 @@ fn executor_for(
 fn encryption_key(
     home: &std::path::Path,
 ) -> Result<Option<std::sync::Arc<vichain_tee::EncryptionKey>>> {
-    let path = home.join("encryption.key");
-    let key = if path.exists() {
-        vichain_tee::EncryptionKey::load(&path)?
-    } else {
-        let key = vichain_tee::EncryptionKey::generate();
-        key.save(&path)?;
-        key
-    };
+    let key = crate::runner::load_or_create_encryption_key(&home.join("encryption.key"))?;
     println!("encryption key {}", key.public_key());
     Ok(Some(std::sync::Arc::new(key)))
 }

@@ -805,6 +805,20 @@ async fn job_client(
         })
 }
 
+/// The nonce `address`'s next transaction must carry (0 for an account not on chain yet),
+/// read with its Merkle proof.
+async fn next_nonce(
+    c: &mut NodeServiceClient<tonic::transport::Channel>,
+    status: &pb::StatusResponse,
+    address: &Address,
+) -> Result<u64> {
+    let account = fetch(c, Target::Account(address.to_string()), status).await?;
+    Ok(match account.value {
+        Some(b) => pb::Account::decode(b.as_slice())?.nonce,
+        None => 0,
+    })
+}
+
 /// Split mode: submits the input's hash, runs the pipeline through the worker network
 /// from this process, prints the output here, and records the stages on chain.
 #[allow(clippy::too_many_arguments)]
@@ -861,11 +875,7 @@ async fn submit_private_job(
     let key = keyring(cli).get(from)?;
     let mut c = client(cli).await?;
     let status = c.status(pb::StatusRequest {}).await?.into_inner();
-    let account = fetch(&mut c, Target::Account(key.address().to_string()), &status).await?;
-    let nonce = match account.value {
-        Some(b) => pb::Account::decode(b.as_slice())?.nonce,
-        None => 0,
-    };
+    let nonce = next_nonce(&mut c, &status, &key.address()).await?;
     let n = stages.len();
     let tx = sign_tx(
         &key.key,
@@ -967,11 +977,7 @@ async fn submit_sealed_job(
         });
     }
     let key = keyring(cli).get(from)?;
-    let account = fetch(&mut c, Target::Account(key.address().to_string()), &status).await?;
-    let nonce = match account.value {
-        Some(b) => pb::Account::decode(b.as_slice())?.nonce,
-        None => 0,
-    };
+    let nonce = next_nonce(&mut c, &status, &key.address()).await?;
     let n = copies.len();
     let tx = sign_tx(
         &key.key,
@@ -1038,11 +1044,7 @@ async fn submit_job_payload(
     let policy = m.policy.clone().unwrap_or_default();
     let k_eff = if k == 0 { policy.k } else { k };
     let max_fee = max_fee.unwrap_or(m.price.saturating_mul(u64::from(k_eff)));
-    let account = fetch(&mut c, Target::Account(key.address().to_string()), &status).await?;
-    let nonce = match account.value {
-        Some(b) => pb::Account::decode(b.as_slice())?.nonce,
-        None => 0,
-    };
+    let nonce = next_nonce(&mut c, &status, &key.address()).await?;
     let tx = sign_tx(
         &key.key,
         &status.chain_id,
