@@ -50,6 +50,7 @@ mod generate;
 mod kv;
 mod llama;
 mod manifest;
+mod qmatmul;
 mod shard;
 mod split;
 
@@ -84,6 +85,7 @@ pub use crate::{
         FileEntry, LayerRange, MANIFEST_FILE, MANIFEST_VERSION, MAX_LAYERS, MAX_MODEL_ID_LEN,
         MAX_SHARDS, ModelFamily, ModelManifest, ShardEntry, ShardLayout, read_verified, sha256_hex,
     },
+    qmatmul::{Q41Matrix, QLinear, QLinearGroup},
     shard::{MlpStage, Pipeline, PipelineOutput, Shard},
     split::{GGUF_SHARD_END_KEY, GGUF_SHARD_START_KEY, split_bert, split_gguf, split_mlp},
 };

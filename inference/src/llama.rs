@@ -9,13 +9,13 @@ use std::time::Instant;
 
 use candle_core::{
     Device, Module, Tensor,
-    quantized::{QMatMul, QTensor, gguf_file},
+    quantized::{QTensor, gguf_file},
 };
 use candle_nn::Embedding;
 use candle_transformers::quantized_nn::RmsNorm;
 
 use crate::{
-    Activation, ActivationDType, CandleContext, Error, LayerRange, Result,
+    Activation, ActivationDType, CandleContext, Error, LayerRange, QLinear, QLinearGroup, Result,
     kv::{KvCacheConfig, KvCacheStore, LayerKv},
 };
 
@@ -317,14 +317,13 @@ impl LlamaEmbedding {
 #[derive(Clone, Debug)]
 pub struct LlamaBlock {
     attn_norm: RmsNorm,
-    wq: QMatMul,
-    wk: QMatMul,
-    wv: QMatMul,
-    wo: QMatMul,
+    /// Query, key and value projections (fused when all are Q4_1).
+    qkv: QLinearGroup,
+    wo: QLinear,
     ffn_norm: RmsNorm,
-    gate: QMatMul,
-    up: QMatMul,
-    down: QMatMul,
+    /// Gate and up projections (fused when both are Q4_1).
+    gate_up: QLinearGroup,
+    down: QLinear,
     heads: usize,
     kv_heads: usize,
     head_dim: usize,
@@ -337,9 +336,9 @@ impl LlamaBlock {
         let kv = cfg.head_count_kv * cfg.head_dim();
         let ff = cfg.feed_forward_length;
         let p = format!("blk.{index}");
-        let mm = |name: &str, shape: &[usize]| -> Result<QMatMul> {
+        let mm = |name: &str, shape: &[usize]| -> Result<QLinear> {
             let t = gg.tensor(&format!("{p}.{name}"), shape)?;
-            QMatMul::from_qtensor(t)
+            QLinear::from_qtensor(t)
                 .map_err(|e| Error::weights(format!("{}: {p}.{name}", gg.name), e))
         };
         let norm = |name: &str| -> Result<RmsNorm> {
@@ -347,15 +346,22 @@ impl LlamaBlock {
             RmsNorm::from_qtensor(t, cfg.rms_norm_eps)
                 .map_err(|e| Error::weights(format!("{}: {p}.{name}", gg.name), e))
         };
+        let group = |parts: Vec<QLinear>| {
+            QLinearGroup::new(parts).map_err(|e| Error::weights(format!("{}: {p}", gg.name), e))
+        };
         Ok(Self {
             attn_norm: norm("attn_norm.weight")?,
-            wq: mm("attn_q.weight", &[h, h])?,
-            wk: mm("attn_k.weight", &[kv, h])?,
-            wv: mm("attn_v.weight", &[kv, h])?,
+            qkv: group(vec![
+                mm("attn_q.weight", &[h, h])?,
+                mm("attn_k.weight", &[kv, h])?,
+                mm("attn_v.weight", &[kv, h])?,
+            ])?,
             wo: mm("attn_output.weight", &[h, h])?,
             ffn_norm: norm("ffn_norm.weight")?,
-            gate: mm("ffn_gate.weight", &[ff, h])?,
-            up: mm("ffn_up.weight", &[ff, h])?,
+            gate_up: group(vec![
+                mm("ffn_gate.weight", &[ff, h])?,
+                mm("ffn_up.weight", &[ff, h])?,
+            ])?,
             down: mm("ffn_down.weight", &[h, ff])?,
             heads: cfg.head_count,
             kv_heads: cfg.head_count_kv,
@@ -375,19 +381,18 @@ impl LlamaBlock {
     ) -> candle_core::Result<Tensor> {
         let (b, s, h) = x.dims3()?;
         let xn = self.attn_norm.forward(x)?;
-        let q = self
-            .wq
+        let [q, k, v]: [Tensor; 3] = self
+            .qkv
             .forward(&xn)?
+            .try_into()
+            .map_err(|_| candle_core::Error::Msg("three projections".into()))?;
+        let q = q
             .reshape((b, s, self.heads, self.head_dim))?
             .transpose(1, 2)?;
-        let k = self
-            .wk
-            .forward(&xn)?
+        let k = k
             .reshape((b, s, self.kv_heads, self.head_dim))?
             .transpose(1, 2)?;
-        let v = self
-            .wv
-            .forward(&xn)?
+        let v = v
             .reshape((b, s, self.kv_heads, self.head_dim))?
             .transpose(1, 2)?
             .contiguous()?;
@@ -418,8 +423,12 @@ impl LlamaBlock {
             .reshape((b, s, h))?;
         let x = (self.wo.forward(&y)? + x)?;
         let xn = self.ffn_norm.forward(&x)?;
-        let gate = candle_nn::ops::silu(&self.gate.forward(&xn)?)?;
-        let y = self.down.forward(&(gate * self.up.forward(&xn)?)?)?;
+        let [gate, up]: [Tensor; 2] = self
+            .gate_up
+            .forward(&xn)?
+            .try_into()
+            .map_err(|_| candle_core::Error::Msg("two projections".into()))?;
+        let y = self.down.forward(&(candle_nn::ops::silu(&gate)? * up)?)?;
         y + x
     }
 }
@@ -428,7 +437,7 @@ impl LlamaBlock {
 #[derive(Clone, Debug)]
 pub struct LlamaHead {
     norm: RmsNorm,
-    output: QMatMul,
+    output: QLinear,
 }
 
 impl LlamaHead {
@@ -444,7 +453,7 @@ impl LlamaHead {
             "token_embd.weight"
         };
         let output = gg.tensor(name, &[cfg.vocab_size, h])?;
-        let output = QMatMul::from_qtensor(output)
+        let output = QLinear::from_qtensor(output)
             .map_err(|e| Error::weights(format!("{}: {name}", gg.name), e))?;
         Ok(Self { norm, output })
     }
