@@ -4,8 +4,8 @@
 //! f16 to f32 conversion per block), which took about 85% of SmolLM2's decoding time. [`QLinear`]
 //! keeps candle's arithmetic exactly and only changes how it is computed:
 //!
-//! - activations are quantized to Q8_1 by candle itself (`QTensor::quantize`), as candle's
-//!   `QMatMul` does before its dot products;
+//! - activations are quantized to Q8_1 as candle's `QMatMul` quantizes them before its dot
+//!   products (ggml's `quantize_row_q8_1`; a test compares with candle's quantizer);
 //! - each 32-value block's dot product of 4-bit weights and 8-bit activations is an integer,
 //!   computed exactly (AVX2 where the CPU has it, plain integer code elsewhere);
 //! - each block then adds `sumi * d_w * d_x + m_w * s_x` to the row's sum, the same float
@@ -29,8 +29,6 @@ use std::sync::atomic::{AtomicU32, Ordering};
 const QK: usize = 32;
 /// Bytes of one Q4_1 block in GGUF: f16 scale, f16 minimum, 16 bytes of nibbles.
 const Q4_1_BYTES: usize = 20;
-/// Bytes of one Q8_1 block as candle stores it: f16 scale, f16 scaled sum, 32 signed bytes.
-const Q8_1_BYTES: usize = 36;
 /// Output rows that share one pass over the activation.
 const ROWS: usize = 4;
 
@@ -160,7 +158,7 @@ impl Q41Matrix {
             );
         }
         let n: usize = lead.iter().product();
-        let xq = quantize_q8_1(&x.reshape((n, cols))?)?;
+        let xq = quantize_q8_1(&x.flatten_all()?.to_vec1::<f32>()?);
         let blocks = self.cols / QK;
         let groups = self.rows / ROWS;
         let out: Vec<AtomicU32> = (0..n * self.rows).map(|_| AtomicU32::new(0)).collect();
@@ -188,29 +186,32 @@ impl Q41Matrix {
     }
 }
 
-/// Quantizes `[n, cols]` f32 rows to Q8_1 with candle's own quantizer.
-fn quantize_q8_1(x: &Tensor) -> candle_core::Result<Q81Rows> {
-    // `QTensor::quantize` reads the source storage from its start, ignoring a view's offset
-    // (a narrowed tensor): hand it a fresh copy.
-    let fresh = Tensor::from_vec(x.flatten_all()?.to_vec1::<f32>()?, x.shape(), &Device::Cpu)?;
-    let q = QTensor::quantize(&fresh, GgmlDType::Q8_1)?;
-    let data = q.data()?;
-    let blocks = data.len() / Q8_1_BYTES;
+/// Quantizes f32 values (whole blocks) to Q8_1 exactly as candle's `BlockQ8_1::from_float`
+/// (ggml's `quantize_row_q8_1`) does: scale `amax / 127` stored as f16, values rounded, and the
+/// scaled sum computed in f16.
+fn quantize_q8_1(x: &[f32]) -> Q81Rows {
+    let blocks = x.len() / QK;
     let mut rows = Q81Rows {
         d: Vec::with_capacity(blocks),
         s: Vec::with_capacity(blocks),
         qs: Vec::with_capacity(blocks),
     };
-    for block in data.chunks_exact(Q8_1_BYTES) {
-        rows.d.push(f16_at(block, 0));
-        rows.s.push(f16_at(block, 2));
+    for block in x.chunks_exact(QK) {
+        let amax = block.iter().fold(0f32, |a, v| a.max(v.abs()));
+        let d = amax / 127.0;
+        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+        let d = f16::from_f32(d);
         let mut qs = [0i8; QK];
-        for (q, &b) in qs.iter_mut().zip(&block[4..]) {
-            *q = b as i8;
+        let mut sum = 0i32;
+        for (q, v) in qs.iter_mut().zip(block) {
+            *q = (v * id).round() as i8;
+            sum += i32::from(*q);
         }
+        rows.d.push(d.to_f32());
+        rows.s.push((f16::from_f32(sum as f32) * d).to_f32());
         rows.qs.push(XBlock(qs));
     }
-    Ok(rows)
+    rows
 }
 
 /// Which implementation computes the integer block dot products.
@@ -416,6 +417,9 @@ mod tests {
     use super::*;
     use rand::{Rng, SeedableRng};
 
+    /// Bytes of one Q8_1 block as candle stores it: f16 scale, f16 scaled sum, 32 signed bytes.
+    const Q8_1_BYTES: usize = 36;
+
     /// Float weights and a `[1, 3, cols]` input; quantize with [`q41`].
     fn random(rows: usize, cols: usize, seed: u64) -> (Tensor, Tensor) {
         let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(seed);
@@ -461,6 +465,30 @@ mod tests {
                 .expect("one");
             let batch = expected.narrow(1, 2, 1).expect("narrow");
             assert_eq!(bits(&one), bits(&batch));
+        }
+    }
+
+    #[test]
+    fn activations_are_quantized_as_candle_quantizes_them() {
+        let (_, x) = random(4, 1536, 9);
+        let values = x.flatten_all().and_then(|t| t.to_vec1::<f32>()).expect("x");
+        let ours = quantize_q8_1(&values);
+        let theirs = QTensor::quantize(&x, GgmlDType::Q8_1).expect("quantize");
+        let theirs = theirs.data().expect("bytes");
+        assert_eq!(theirs.len(), ours.qs.len() * Q8_1_BYTES);
+        for (b, block) in theirs.chunks_exact(Q8_1_BYTES).enumerate() {
+            assert_eq!(
+                f16_at(block, 0).to_bits(),
+                ours.d[b].to_bits(),
+                "d of block {b}"
+            );
+            assert_eq!(
+                f16_at(block, 2).to_bits(),
+                ours.s[b].to_bits(),
+                "s of block {b}"
+            );
+            let qs: Vec<i8> = block[4..].iter().map(|&v| v as i8).collect();
+            assert_eq!(qs, ours.qs[b].0, "values of block {b}");
         }
     }
 
