@@ -299,7 +299,7 @@ impl BertLayer {
         let attn = self.attn_norm.forward(&(attn + &x2)?)?;
         let inter = self.intermediate.forward(&attn)?;
         let inter = match self.act {
-            HiddenAct::Gelu => inter.gelu_erf()?,
+            HiddenAct::Gelu => crate::gelu_erf(&inter)?,
             HiddenAct::GeluNew => inter.gelu()?,
             HiddenAct::Relu => inter.relu()?,
         };

@@ -29,6 +29,15 @@
 //! a stated tolerance ([`FloatTolerance`], [`FixedPointOutput`]); integer outputs (token
 //! ids, the integer MLP) are compared exactly by [`Fingerprint`].
 //!
+//! Generated tokens need more: SmolLM2 quantizes activations to 8 bits before every Q4_1
+//! product, so a last-bit difference anywhere can move logits by tenths and flip a near-tie
+//! token. The Llama path therefore avoids CPU-dependent kernels where it can: the Q4_1
+//! products ([`QLinear`]: exact integer block sums, then candle's float expression in a fixed
+//! order, AVX2 or plain code alike) and attention (fixed-order dot products and a portable
+//! exponential) give the same bits with and without AVX2 or AVX-512. What still depends on
+//! the CPU is the Q8_0 output layer (candle's AVX2 kernel, scalar elsewhere), and on the
+//! platform's libm the rotary tables and SiLU.
+//!
 //! ```no_run
 //! # fn main() -> vichain_inference::Result<()> {
 //! use vichain_inference::{FloatTolerance, SentenceEmbedder};
@@ -46,6 +55,7 @@ mod digits;
 mod embedder;
 mod error;
 mod fingerprint;
+mod gelu;
 mod generate;
 mod kv;
 mod llama;
@@ -72,6 +82,7 @@ pub use crate::{
     },
     error::{Error, Result},
     fingerprint::{Fingerprint, FixedPointOutput, FloatTolerance},
+    gelu::gelu_erf,
     generate::{
         Generation, GenerationParams, MAX_NEW_TOKENS, MAX_PROMPT_BYTES, SMOLLM2_SYSTEM_PROMPT,
         Sampler, Sampling, TextGenerator, tokenizer_from_gguf,

@@ -59,7 +59,6 @@ fn main() {
         .collect();
     let model = Arc::new(QuantizedMlp::synthetic(&dims, 1).expect("model"));
     let job = JobId::from_u64(1);
-    let mut rng = StdRng::seed_from_u64(1);
     println!("model {:?}: {} weights", dims, model.num_weights());
 
     match kind.as_str() {
@@ -67,42 +66,12 @@ fn main() {
             let runs = args
                 .get(2)
                 .map_or(3, |r| r.parse().unwrap_or_else(|_| usage()));
-            let t = Instant::now();
-            let constraints = count(
-                OpeningCircuit::for_proving(model.clone(), job)
-                    .expect("c")
-                    .0,
+            measure(
+                runs,
+                || OpeningCircuit::for_proving(model.clone(), job).expect("circuit"),
+                || OpeningCircuit::for_setup(model.clone()).expect("circuit"),
+                verify_opening_proof,
             );
-            println!(
-                "constraints {constraints} (synthesized in {:.2} s)",
-                secs(t)
-            );
-            let t = Instant::now();
-            let keys = setup(
-                OpeningCircuit::for_setup(model.clone()).expect("c"),
-                Some([1; 32]),
-            )
-            .expect("setup");
-            println!("setup {:.2} s", secs(t));
-            let mut times = Vec::new();
-            let mut last = None;
-            for _ in 0..runs {
-                let t = Instant::now();
-                last = Some(
-                    prove_opening(&keys.proving_key, model.clone(), job, &mut rng).expect("prove"),
-                );
-                times.push(secs(t));
-            }
-            println!(
-                "prove {:.2} s (median of {runs}: {times:.2?})",
-                median(&times)
-            );
-            let (public, proof) = last.expect("one run");
-            let vk = encode_verifying_key(&keys.verifying_key).expect("vk");
-            let t = Instant::now();
-            verify_opening_proof(&vk, &keys.verifying_key_hash, &public, &proof).expect("verify");
-            println!("verify from bytes {:.2} ms", secs(t) * 1e3);
-            report_sizes(&keys, proof.len(), vk.len());
         }
         "mlp" => {
             let weights = match args.get(2).map(String::as_str) {
@@ -118,52 +87,68 @@ fn main() {
                 input_salt: Salt([1; 32]),
                 output_salt: Salt::default(),
             };
-            let proving = || {
-                InferenceCircuit::for_proving(
-                    model.clone(),
-                    weights,
-                    OutputMode::Argmax,
-                    private.clone(),
-                    job,
-                )
-                .expect("circuit")
-            };
-            let t = Instant::now();
-            let constraints = count(proving().0);
-            println!(
-                "constraints {constraints} (synthesized in {:.2} s)",
-                secs(t)
+            measure(
+                runs,
+                || {
+                    InferenceCircuit::for_proving(
+                        model.clone(),
+                        weights,
+                        OutputMode::Argmax,
+                        private.clone(),
+                        job,
+                    )
+                    .expect("circuit")
+                },
+                || {
+                    InferenceCircuit::for_setup(model.clone(), weights, OutputMode::Argmax)
+                        .expect("circuit")
+                },
+                verify_inference_proof,
             );
-            let t = Instant::now();
-            let keys = setup(
-                InferenceCircuit::for_setup(model.clone(), weights, OutputMode::Argmax)
-                    .expect("circuit"),
-                Some([1; 32]),
-            )
-            .expect("setup");
-            println!("setup {:.2} s", secs(t));
-            let mut times = Vec::new();
-            let mut last = None;
-            for _ in 0..runs {
-                let (circuit, public) = proving();
-                let t = Instant::now();
-                let proof = prove(&keys.proving_key, circuit, &mut rng).expect("prove");
-                times.push(secs(t));
-                last = Some((public, proof));
-            }
-            println!(
-                "prove {:.2} s (median of {runs}: {times:.2?})",
-                median(&times)
-            );
-            let (public, proof) = last.expect("one run");
-            let vk = encode_verifying_key(&keys.verifying_key).expect("vk");
-            let t = Instant::now();
-            verify_inference_proof(&vk, &keys.verifying_key_hash, &public, &proof).expect("verify");
-            println!("verify from bytes {:.2} ms", secs(t) * 1e3);
-            report_sizes(&keys, proof.len(), vk.len());
         }
         _ => usage(),
     }
+}
+
+/// Synthesis, setup, `runs` proofs and one verification from bytes, printed as they finish.
+fn measure<C, S, P>(
+    runs: usize,
+    proving: impl Fn() -> (C, P),
+    setup_circuit: impl Fn() -> S,
+    verify: impl Fn(&[u8], &KeyHash, &P, &[u8]) -> vichain_zk::Result<()>,
+) where
+    C: ConstraintSynthesizer<Fr>,
+    S: ConstraintSynthesizer<Fr>,
+{
+    let mut rng = StdRng::seed_from_u64(1);
+    let t = Instant::now();
+    let constraints = count(proving().0);
+    println!(
+        "constraints {constraints} (synthesized in {:.2} s)",
+        secs(t)
+    );
+    let t = Instant::now();
+    let keys = setup(setup_circuit(), Some([1; 32])).expect("setup");
+    println!("setup {:.2} s", secs(t));
+    let mut times = Vec::new();
+    let mut last = None;
+    for _ in 0..runs {
+        let (circuit, public) = proving();
+        let t = Instant::now();
+        let proof = prove(&keys.proving_key, circuit, &mut rng).expect("prove");
+        times.push(secs(t));
+        last = Some((public, proof));
+    }
+    println!(
+        "prove {:.2} s (median of {runs}: {times:.2?})",
+        median(&times)
+    );
+    let (public, proof) = last.expect("one run");
+    let vk = encode_verifying_key(&keys.verifying_key).expect("vk");
+    let t = Instant::now();
+    verify(&vk, &keys.verifying_key_hash, &public, &proof).expect("verify");
+    println!("verify from bytes {:.2} ms", secs(t) * 1e3);
+    report_sizes(&keys, proof.len(), vk.len());
 }
 
 fn report_sizes(keys: &Keys, proof: usize, vk: usize) {
