@@ -30,7 +30,7 @@ pub(crate) fn exp_nonpositive(y: f32) -> f32 {
     let p = p * r + 8.333_452e-3;
     let p = p * r + 4.166_579_6e-2;
     let p = p * r + 1.666_666_5e-1;
-    let p = p * r + 5.000_000_1e-1;
+    let p = p * r + 0.5;
     let e = p * r * r + r + 1.0;
     // 2^n for n in -126..=0: a normal f32 built from its exponent bits.
     let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
@@ -67,7 +67,7 @@ pub fn gelu_erf(x: &Tensor) -> candle_core::Result<Tensor> {
 }
 
 fn gelu_in_place(v: &mut [f32]) {
-    pulp::Arch::new().dispatch(
+    crate::qmatmul::dispatch(
         #[inline(always)]
         || {
             for e in v.iter_mut() {

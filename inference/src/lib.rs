@@ -31,12 +31,12 @@
 //!
 //! Generated tokens need more: SmolLM2 quantizes activations to 8 bits before every Q4_1
 //! product, so a last-bit difference anywhere can move logits by tenths and flip a near-tie
-//! token. The Llama path therefore avoids CPU-dependent kernels where it can: the Q4_1
-//! products ([`QLinear`]: exact integer block sums, then candle's float expression in a fixed
+//! token. The Llama path therefore avoids CPU-dependent kernels: the Q4_1 and Q8_0 products
+//! ([`QLinear`]: exact integer block sums, then candle's scalar float expression in a fixed
 //! order, AVX2 or plain code alike) and attention (fixed-order dot products and a portable
-//! exponential) give the same bits with and without AVX2 or AVX-512. What still depends on
-//! the CPU is the Q8_0 output layer (candle's AVX2 kernel, scalar elsewhere), and on the
-//! platform's libm the rotary tables and SiLU.
+//! exponential) give the same bits with and without AVX2 or AVX-512 (a test runs generation
+//! both ways through [`set_portable_kernels`]). What the bits still depend on is the
+//! platform's libm, through candle's rotary tables and SiLU.
 //!
 //! ```no_run
 //! # fn main() -> vichain_inference::Result<()> {
@@ -96,7 +96,7 @@ pub use crate::{
         FileEntry, LayerRange, MANIFEST_FILE, MANIFEST_VERSION, MAX_LAYERS, MAX_MODEL_ID_LEN,
         MAX_SHARDS, ModelFamily, ModelManifest, ShardEntry, ShardLayout, read_verified, sha256_hex,
     },
-    qmatmul::{Q41Matrix, QLinear, QLinearGroup},
+    qmatmul::{QLinear, QLinearGroup, QMatrix, set_portable_kernels},
     shard::{MlpStage, Pipeline, PipelineOutput, Shard},
     split::{GGUF_SHARD_END_KEY, GGUF_SHARD_START_KEY, split_bert, split_gguf, split_mlp},
 };

@@ -498,7 +498,7 @@ fn attend(
     let first = keys - queries;
     let mut out = vec![0f32; queries * heads * d];
     let mut p = vec![0f32; keys];
-    pulp::Arch::new().dispatch(
+    crate::qmatmul::dispatch(
         #[inline(always)]
         || {
             for h in 0..heads {

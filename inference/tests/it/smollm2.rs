@@ -138,6 +138,32 @@ fn greedy_tokens_follow_llama_cpp_until_a_near_tie() {
     );
 }
 
+/// Every SIMD kernel switched to its plain-code path (what a worker on a CPU without AVX2
+/// runs) gives the same logits, bit for bit, and the same tokens.
+#[test]
+fn generation_is_the_same_without_simd() {
+    let mut g = generator()
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let prompt = g.encode(&TextGenerator::chat_prompt(PROMPT)).unwrap();
+    let params = GenerationParams {
+        max_new_tokens: 8,
+        sampling: Sampling::Greedy,
+    };
+    let run = |g: &mut TextGenerator, session: u64| {
+        let logits = g.step(session, 0, &prompt).unwrap();
+        g.end_session(session);
+        (logits, g.generate(session + 1, &prompt, &params).unwrap())
+    };
+    let (simd_logits, simd) = run(&mut g, 40);
+    vichain_inference::set_portable_kernels(true);
+    let plain = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(&mut g, 42)));
+    vichain_inference::set_portable_kernels(false);
+    let (plain_logits, plain) = plain.unwrap();
+    assert_eq!(f32_bytes(&simd_logits), f32_bytes(&plain_logits));
+    assert_eq!(simd.tokens, plain.tokens);
+}
+
 #[test]
 fn greedy_output_is_pinned() {
     let mut g = generator()
