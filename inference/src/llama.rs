@@ -803,13 +803,8 @@ mod tests {
 
     /// The attention candle's ops compute (what the stage did before [`attend`]).
     fn reference(shape: &AttentionShape, q: &[f32], k: &[f32], v: &[f32]) -> Vec<f32> {
-        let AttentionShape {
-            heads,
-            kv_heads,
-            head_dim: d,
-            queries,
-            keys,
-        } = *shape;
+        let (heads, kv_heads, d) = (shape.heads, shape.kv_heads, shape.head_dim);
+        let (queries, keys) = (shape.queries, shape.keys);
         let dev = &Device::Cpu;
         let q = Tensor::from_slice(q, (1, heads, queries, d), dev).expect("q");
         let k = Tensor::from_slice(k, (1, kv_heads, keys, d), dev).expect("k");

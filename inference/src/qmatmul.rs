@@ -198,34 +198,14 @@ impl QMatrix {
             );
         }
         let groups = match &first.groups {
-            Groups::Q41(_) => Groups::Q41(
-                parts
-                    .iter()
-                    .map(|p| match &p.groups {
-                        Groups::Q41(g) => Ok(g.iter().copied()),
-                        Groups::Q80(_) => Err(candle_core::Error::Msg(
-                            "quantized concat: Q4_1 and Q8_0 mixed".into(),
-                        )),
-                    })
-                    .collect::<candle_core::Result<Vec<_>>>()?
-                    .into_iter()
-                    .flatten()
-                    .collect(),
-            ),
-            Groups::Q80(_) => Groups::Q80(
-                parts
-                    .iter()
-                    .map(|p| match &p.groups {
-                        Groups::Q80(g) => Ok(g.iter().copied()),
-                        Groups::Q41(_) => Err(candle_core::Error::Msg(
-                            "quantized concat: Q4_1 and Q8_0 mixed".into(),
-                        )),
-                    })
-                    .collect::<candle_core::Result<Vec<_>>>()?
-                    .into_iter()
-                    .flatten()
-                    .collect(),
-            ),
+            Groups::Q41(_) => Groups::Q41(concat_groups(parts, |g| match g {
+                Groups::Q41(v) => Some(v),
+                Groups::Q80(_) => None,
+            })?),
+            Groups::Q80(_) => Groups::Q80(concat_groups(parts, |g| match g {
+                Groups::Q80(v) => Some(v),
+                Groups::Q41(_) => None,
+            })?),
         };
         Ok(Self {
             rows: parts.iter().map(|p| p.rows).sum(),
@@ -290,6 +270,22 @@ impl QMatrix {
         shape.push(self.rows);
         Tensor::from_vec(out, shape, &Device::Cpu)
     }
+}
+
+/// The groups of every part, in order; `pick` returns a part's groups if it has the first
+/// part's format.
+fn concat_groups<T: Copy>(
+    parts: &[&QMatrix],
+    pick: impl Fn(&Groups) -> Option<&Vec<T>>,
+) -> candle_core::Result<Vec<T>> {
+    let mut out = Vec::new();
+    for p in parts {
+        let Some(groups) = pick(&p.groups) else {
+            candle_core::bail!("quantized concat: Q4_1 and Q8_0 mixed");
+        };
+        out.extend_from_slice(groups);
+    }
+    Ok(out)
 }
 
 /// Quantizes f32 values (whole blocks) to 8 bits exactly as candle's `BlockQ8_1::from_float`
