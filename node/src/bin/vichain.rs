@@ -872,29 +872,15 @@ async fn submit_private_job(
         .workers;
     let (output, stages) = vichain_node::runner::pipeline_result(&summary.report, &workers)?;
     let output_hash = vichain_consensus::output_fingerprint(&output, &stages).to_vec();
-    let key = keyring(cli).get(from)?;
     let mut c = client(cli).await?;
     let status = c.status(pb::StatusRequest {}).await?.into_inner();
-    let nonce = next_nonce(&mut c, &status, &key.address()).await?;
     let n = stages.len();
-    let tx = sign_tx(
-        &key.key,
-        &status.chain_id,
-        nonce,
-        fee,
-        Action::RecordPipeline(pb::RecordPipeline {
-            job_id: id,
-            stages,
-            output_hash: output_hash.clone(),
-        }),
-    );
-    let r = c
-        .broadcast_tx(pb::BroadcastTxRequest { tx })
-        .await?
-        .into_inner();
-    if r.code != 0 {
-        bail!("pipeline record refused (code {}): {}", r.code, r.log);
-    }
+    let record = Action::RecordPipeline(pb::RecordPipeline {
+        job_id: id,
+        stages,
+        output_hash: output_hash.clone(),
+    });
+    send_action(cli, &mut c, &status, from, fee, record, "pipeline record").await?;
     if cli.json {
         eprintln!("{}", serde_json::to_string(&summary.summary)?);
     } else {
@@ -976,27 +962,37 @@ async fn submit_sealed_job(
             sealed: ctx.seal(&key, &input)?.encode(),
         });
     }
-    let key = keyring(cli).get(from)?;
-    let nonce = next_nonce(&mut c, &status, &key.address()).await?;
     let n = copies.len();
-    let tx = sign_tx(
-        &key.key,
-        &status.chain_id,
-        nonce,
-        fee,
-        Action::SealInputs(pb::SealInputs { job_id: id, copies }),
-    );
+    let seal = Action::SealInputs(pb::SealInputs { job_id: id, copies });
+    send_action(cli, &mut c, &status, from, fee, seal, "sealed inputs").await?;
+    if !cli.json {
+        println!("input sealed to {n} attested workers (only its hash is on chain)");
+    }
+    Ok(id)
+}
+
+/// Signs `action` from `from` with the next nonce and broadcasts it; `what` names the
+/// transaction if the node refuses it.
+async fn send_action(
+    cli: &Cli,
+    c: &mut NodeServiceClient<tonic::transport::Channel>,
+    status: &pb::StatusResponse,
+    from: &str,
+    fee: u64,
+    action: Action,
+    what: &str,
+) -> Result<()> {
+    let key = keyring(cli).get(from)?;
+    let nonce = next_nonce(c, status, &key.address()).await?;
+    let tx = sign_tx(&key.key, &status.chain_id, nonce, fee, action);
     let r = c
         .broadcast_tx(pb::BroadcastTxRequest { tx })
         .await?
         .into_inner();
     if r.code != 0 {
-        bail!("sealed inputs refused (code {}): {}", r.code, r.log);
+        bail!("{what} refused (code {}): {}", r.code, r.log);
     }
-    if !cli.json {
-        println!("input sealed to {n} attested workers (only its hash is on chain)");
-    }
-    Ok(id)
+    Ok(())
 }
 
 /// Signs a SubmitJob and sends it through JobService.SubmitJob; returns the job id.
