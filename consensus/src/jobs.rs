@@ -400,14 +400,10 @@ pub(crate) fn record_pipeline(
         credit(state, &op, share)?;
         paid += share;
     }
-    job.refund = job.escrow - paid;
-    let client = Address::from_bytes(&job.client)
-        .map_err(|e| corrupt(state_key::job(job.id), e.to_string()))?;
-    credit(state, &client, job.refund)?;
     job.pipeline = r.stages.clone();
     job.output_hash = r.output_hash.clone();
     job.outcome = "client_pipeline".into();
-    close(state, &mut job, ctx, pb::JobStatus::Finalized);
+    refund_and_close(state, ctx, &mut job, paid, pb::JobStatus::Finalized)?;
     out.events.push(
         Event::new("job_finalized")
             .attr("job_id", job.id)
@@ -1058,11 +1054,7 @@ fn finalize(
         paid += share;
     }
     job.assignments = assignments;
-    job.refund = job.escrow - paid;
-    let client = Address::from_bytes(&job.client)
-        .map_err(|e| corrupt(state_key::job(job.id), e.to_string()))?;
-    credit(state, &client, job.refund)?;
-    close(state, job, ctx, pb::JobStatus::Finalized);
+    refund_and_close(state, ctx, job, paid, pb::JobStatus::Finalized)?;
     let agreed: Vec<String> = group
         .iter()
         .map(|&i| hex::encode(&job.assignments[i].operator))
@@ -1102,6 +1094,23 @@ fn serves_range(
     }))
 }
 
+/// Returns to the client what of the escrow was not `paid` out, and closes the job with
+/// `status`.
+fn refund_and_close(
+    state: &mut Overlay<'_>,
+    ctx: &crate::BlockCtx,
+    job: &mut pb::Job,
+    paid: u64,
+    status: pb::JobStatus,
+) -> Result<(), Error> {
+    job.refund = job.escrow - paid;
+    let client = Address::from_bytes(&job.client)
+        .map_err(|e| corrupt(state_key::job(job.id), e.to_string()))?;
+    credit(state, &client, job.refund)?;
+    close(state, job, ctx, status);
+    Ok(())
+}
+
 fn fail(
     state: &mut Overlay<'_>,
     ctx: &crate::BlockCtx,
@@ -1121,11 +1130,7 @@ fn fail(
     job.assignments = assignments;
     job.outcome = "no_quorum".into();
     job.failure = reason.into();
-    job.refund = job.escrow;
-    let client = Address::from_bytes(&job.client)
-        .map_err(|e| corrupt(state_key::job(job.id), e.to_string()))?;
-    credit(state, &client, job.refund)?;
-    close(state, job, ctx, pb::JobStatus::Failed);
+    refund_and_close(state, ctx, job, 0, pb::JobStatus::Failed)?;
     events.push(
         Event::new("job_failed")
             .attr("job_id", job.id)
