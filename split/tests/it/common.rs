@@ -69,6 +69,34 @@ pub async fn worker(
     Worker::start(cfg).await.unwrap()
 }
 
+/// Splits all-MiniLM-L6-v2 into `ranges` (the client keeps the ends) in `dir`; returns the
+/// manifest's path.
+pub fn split_minilm(dir: &Path, ranges: &[LayerRange]) -> PathBuf {
+    vichain_inference::split_bert(
+        &minilm_dir(),
+        dir,
+        "all-minilm-l6-v2",
+        ranges,
+        vichain_inference::ShardLayout::ClientKeepsEnds,
+    )
+    .unwrap();
+    dir.join(vichain_inference::MANIFEST_FILE)
+}
+
+/// Splits SmolLM2 into `ranges` (the client keeps the ends) in `dir`; returns the manifest's
+/// path.
+pub fn split_smollm2(dir: &Path, ranges: &[LayerRange]) -> PathBuf {
+    vichain_inference::split_gguf(
+        &smollm2_path(),
+        dir,
+        "smollm2-135m",
+        ranges,
+        vichain_inference::ShardLayout::ClientKeepsEnds,
+    )
+    .unwrap();
+    dir.join(vichain_inference::MANIFEST_FILE)
+}
+
 pub fn f32_bytes(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }

@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use vichain_inference::{LayerRange, MANIFEST_FILE, SentenceEmbedder, ShardLayout, split_bert};
+use vichain_inference::{LayerRange, SentenceEmbedder};
 use vichain_split::{AllowList, SplitClient};
 
 use crate::common::{client_config, f32_bytes, minilm_dir, worker};
@@ -13,15 +13,7 @@ const SENTENCE: &str = "A worker that joins late is found and used.";
 async fn a_worker_started_after_the_client_is_found_through_the_dht_and_used() {
     let dir = tempfile::tempdir().unwrap();
     let ranges = [LayerRange::new(0, 3), LayerRange::new(3, 6)];
-    split_bert(
-        &minilm_dir(),
-        dir.path(),
-        "all-minilm-l6-v2",
-        &ranges,
-        ShardLayout::ClientKeepsEnds,
-    )
-    .unwrap();
-    let manifest = dir.path().join(MANIFEST_FILE);
+    let manifest = crate::common::split_minilm(dir.path(), &ranges);
     let first = worker(&manifest, ranges[0], vec![], AllowList::all()).await;
     let boot = first.listen_addrs().await.unwrap();
 

@@ -1,7 +1,4 @@
-use vichain_inference::{
-    Activation, KvCacheConfig, LayerRange, MANIFEST_FILE, Pipeline, SentenceEmbedder, ShardLayout,
-    split_bert,
-};
+use vichain_inference::{Activation, KvCacheConfig, LayerRange, Pipeline, SentenceEmbedder};
 use vichain_split::{AllowList, SplitClient};
 
 use crate::common::{client_config, f32_bytes, minilm_dir, worker};
@@ -16,15 +13,7 @@ async fn a_three_stage_minilm_pipeline_is_bit_identical_to_the_whole_model() {
         LayerRange::new(2, 4),
         LayerRange::new(4, 6),
     ];
-    split_bert(
-        &minilm_dir(),
-        dir.path(),
-        "all-minilm-l6-v2",
-        &ranges,
-        ShardLayout::ClientKeepsEnds,
-    )
-    .unwrap();
-    let manifest = dir.path().join(MANIFEST_FILE);
+    let manifest = crate::common::split_minilm(dir.path(), &ranges);
     let first = worker(&manifest, ranges[0], vec![], AllowList::all()).await;
     let boot = first.listen_addrs().await.unwrap();
     let mut workers = vec![first];

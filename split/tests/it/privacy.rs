@@ -8,15 +8,14 @@ use std::{
 };
 
 use vichain_inference::{
-    ActivationDType, Fingerprint, GenerationParams, LayerRange, MANIFEST_FILE, SentenceEmbedder,
-    ShardLayout, split_bert, split_gguf,
+    ActivationDType, Fingerprint, GenerationParams, LayerRange, SentenceEmbedder,
 };
 use vichain_split::{
     AllowList, InboundTap, MAX_MESSAGE_BYTES, Multiaddr, Request, SplitClient, StepTrace, Worker,
     WorkerConfig,
 };
 
-use crate::common::{client_config, f32_bytes, minilm_dir, network, smollm2_path};
+use crate::common::{client_config, f32_bytes, minilm_dir, network};
 
 type Capture = Arc<Mutex<Vec<Vec<u8>>>>;
 
@@ -166,15 +165,7 @@ async fn workers_never_see_the_text_or_token_ids_of_an_embedding() {
         "Confidential: patient Marguerite Okonkwo reported persistent headaches.";
     let dir = tempfile::tempdir().unwrap();
     let ranges = [LayerRange::new(0, 3), LayerRange::new(3, 6)];
-    split_bert(
-        &minilm_dir(),
-        dir.path(),
-        "all-minilm-l6-v2",
-        &ranges,
-        ShardLayout::ClientKeepsEnds,
-    )
-    .unwrap();
-    let manifest = dir.path().join(MANIFEST_FILE);
+    let manifest = crate::common::split_minilm(dir.path(), &ranges);
     let capture = Capture::default();
     let workers = tapped_workers(&manifest, &ranges, &capture).await;
     let boot = workers[0].listen_addrs().await.unwrap();
@@ -218,15 +209,7 @@ async fn workers_never_see_the_prompt_token_ids_or_output_of_a_generation() {
         LayerRange::new(10, 20),
         LayerRange::new(20, 30),
     ];
-    split_gguf(
-        &smollm2_path(),
-        dir.path(),
-        "smollm2-135m",
-        &ranges,
-        ShardLayout::ClientKeepsEnds,
-    )
-    .unwrap();
-    let manifest = dir.path().join(MANIFEST_FILE);
+    let manifest = crate::common::split_smollm2(dir.path(), &ranges);
     let capture = Capture::default();
     let workers = tapped_workers(&manifest, &ranges, &capture).await;
     let boot = workers[0].listen_addrs().await.unwrap();

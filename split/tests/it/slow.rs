@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use vichain_inference::{LayerRange, MANIFEST_FILE, SentenceEmbedder, ShardLayout, split_bert};
+use vichain_inference::{LayerRange, SentenceEmbedder};
 use vichain_split::{AllowList, SplitClient, Worker, WorkerConfig};
 
 use crate::common::{client_config, f32_bytes, minilm_dir, network, worker};
@@ -16,15 +16,7 @@ const SENTENCE: &str = "A slow stage is replaced, not waited for.";
 async fn a_stage_slower_than_the_timeout_is_replaced_with_an_identical_result() {
     let dir = tempfile::tempdir().unwrap();
     let ranges = [LayerRange::new(0, 3), LayerRange::new(3, 6)];
-    split_bert(
-        &minilm_dir(),
-        dir.path(),
-        "all-minilm-l6-v2",
-        &ranges,
-        ShardLayout::ClientKeepsEnds,
-    )
-    .unwrap();
-    let manifest = dir.path().join(MANIFEST_FILE);
+    let manifest = crate::common::split_minilm(dir.path(), &ranges);
     let first = worker(&manifest, ranges[0], vec![], AllowList::all()).await;
     let boot = first.listen_addrs().await.unwrap();
 

@@ -1,10 +1,7 @@
-use vichain_inference::{
-    GenerationParams, KvCacheConfig, LayerRange, MANIFEST_FILE, ShardLayout, TextGenerator,
-    split_gguf,
-};
+use vichain_inference::{GenerationParams, KvCacheConfig, LayerRange, TextGenerator};
 use vichain_split::{AllowList, SplitClient};
 
-use crate::common::{client_config, smollm2_path, worker};
+use crate::common::{client_config, worker};
 
 const TOKENS: usize = 6;
 
@@ -18,15 +15,7 @@ async fn generation_survives_a_middle_stage_dying_with_identical_tokens() {
         LayerRange::new(10, 20),
         LayerRange::new(20, 30),
     ];
-    split_gguf(
-        &smollm2_path(),
-        dir.path(),
-        "smollm2-135m",
-        &ranges,
-        ShardLayout::ClientKeepsEnds,
-    )
-    .unwrap();
-    let manifest = dir.path().join(MANIFEST_FILE);
+    let manifest = crate::common::split_smollm2(dir.path(), &ranges);
     let first = worker(&manifest, ranges[0], vec![], AllowList::all()).await;
     let boot = first.listen_addrs().await.unwrap();
     let mut workers = vec![Some(first)];
@@ -119,15 +108,7 @@ async fn a_stage_that_lost_its_cache_is_replayed_and_generation_is_identical() {
         LayerRange::new(10, 20),
         LayerRange::new(20, 30),
     ];
-    split_gguf(
-        &smollm2_path(),
-        dir.path(),
-        "smollm2-135m",
-        &ranges,
-        ShardLayout::ClientKeepsEnds,
-    )
-    .unwrap();
-    let manifest = dir.path().join(MANIFEST_FILE);
+    let manifest = crate::common::split_smollm2(dir.path(), &ranges);
     let first = worker(&manifest, ranges[0], vec![], AllowList::all()).await;
     let boot = first.listen_addrs().await.unwrap();
     let mut cfg = WorkerConfig::new(
