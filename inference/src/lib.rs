@@ -50,6 +50,7 @@
 //! ```
 
 mod activation;
+mod attention;
 mod bert;
 mod digits;
 mod embedder;
