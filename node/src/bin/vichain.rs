@@ -834,23 +834,12 @@ async fn submit_private_job(
     bootstrap: &[String],
     max_tokens: usize,
 ) -> Result<u64> {
-    use sha2::Digest;
     let bootstrap = bootstrap
         .iter()
         .map(|a| a.parse().with_context(|| format!("--bootstrap {a:?}")))
         .collect::<Result<Vec<_>>>()?;
-    let hash = sha2::Sha256::digest(text.as_bytes()).to_vec();
-    let id = submit_job_payload(
-        cli,
-        from,
-        fee,
-        model,
-        pb::submit_job::Payload::InputHash(hash),
-        pb::PrivacyMode::Split,
-        k,
-        max_fee,
-    )
-    .await?;
+    let mode = pb::PrivacyMode::Split;
+    let id = submit_input_hash(cli, from, fee, model, text.as_bytes(), mode, k, max_fee).await?;
     let args = vichain_node::infer::InferArgs {
         model: manifest,
         text: Some(text),
@@ -864,15 +853,14 @@ async fn submit_private_job(
         local: false,
     };
     let summary = vichain_node::infer::run(&args, |_| {}).await?;
-    let workers = client(cli)
-        .await?
+    let mut c = client(cli).await?;
+    let workers = c
         .list_workers(pb::ListWorkersRequest {})
         .await?
         .into_inner()
         .workers;
     let (output, stages) = vichain_node::runner::pipeline_result(&summary.report, &workers)?;
     let output_hash = vichain_consensus::output_fingerprint(&output, &stages).to_vec();
-    let mut c = client(cli).await?;
     let status = c.status(pb::StatusRequest {}).await?.into_inner();
     let n = stages.len();
     let record = Action::RecordPipeline(pb::RecordPipeline {
@@ -907,19 +895,8 @@ async fn submit_sealed_job(
     k: u32,
     max_fee: Option<u64>,
 ) -> Result<u64> {
-    use sha2::Digest;
-    let hash = sha2::Sha256::digest(&input).to_vec();
-    let id = submit_job_payload(
-        cli,
-        from,
-        fee,
-        model,
-        pb::submit_job::Payload::InputHash(hash),
-        pb::PrivacyMode::Sealed,
-        k,
-        max_fee,
-    )
-    .await?;
+    let mode = pb::PrivacyMode::Sealed;
+    let id = submit_input_hash(cli, from, fee, model, &input, mode, k, max_fee).await?;
     let job = job_client(cli)
         .await?
         .get_job(pb::GetJobRequest { job_id: id })
@@ -927,13 +904,12 @@ async fn submit_sealed_job(
         .into_inner()
         .job
         .context("the node returned no job")?;
-    let workers = client(cli)
-        .await?
+    let mut c = client(cli).await?;
+    let workers = c
         .list_workers(pb::ListWorkersRequest {})
         .await?
         .into_inner()
         .workers;
-    let mut c = client(cli).await?;
     let status = c.status(pb::StatusRequest {}).await?.into_inner();
     let mut copies = Vec::new();
     for a in job.assignments.iter().filter(|a| a.round == job.round) {
@@ -969,6 +945,24 @@ async fn submit_sealed_job(
         println!("input sealed to {n} attested workers (only its hash is on chain)");
     }
     Ok(id)
+}
+
+/// Submits a job that carries only the sha256 of `input` (split and sealed modes).
+#[allow(clippy::too_many_arguments)]
+async fn submit_input_hash(
+    cli: &Cli,
+    from: &str,
+    fee: u64,
+    model: &str,
+    input: &[u8],
+    privacy: pb::PrivacyMode,
+    k: u32,
+    max_fee: Option<u64>,
+) -> Result<u64> {
+    use sha2::Digest;
+    let hash = sha2::Sha256::digest(input).to_vec();
+    let payload = pb::submit_job::Payload::InputHash(hash);
+    submit_job_payload(cli, from, fee, model, payload, privacy, k, max_fee).await
 }
 
 /// Signs `action` from `from` with the next nonce and broadcasts it; `what` names the

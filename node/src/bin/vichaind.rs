@@ -308,21 +308,6 @@ enum ModelCmd {
     },
 }
 
-fn parse_layer_range(s: &str) -> Result<vichain_inference::LayerRange> {
-    let (a, b) = s
-        .split_once("..")
-        .with_context(|| format!("layer range {s:?} is not START..END"))?;
-    let start = a
-        .trim()
-        .parse()
-        .with_context(|| format!("layer range {s:?}: bad start"))?;
-    let end = b
-        .trim()
-        .parse()
-        .with_context(|| format!("layer range {s:?}: bad end"))?;
-    Ok(vichain_inference::LayerRange::new(start, end))
-}
-
 fn model_split(
     model: &std::path::Path,
     out: &std::path::Path,
@@ -334,7 +319,7 @@ fn model_split(
     use vichain_inference::{ShardLayout, split_bert, split_gguf, split_mlp};
     let ranges = layers
         .iter()
-        .map(|l| parse_layer_range(l))
+        .map(|l| vichain_node::worker::parse_layer_range(l))
         .collect::<Result<Vec<_>>>()?;
     let layout = if client_keeps_ends {
         ShardLayout::ClientKeepsEnds
