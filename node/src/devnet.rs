@@ -256,7 +256,7 @@ fn zk_free_simulate(
     )
 }
 
-/// Submits `action` from `key` to the dev mempool (nonce from the check state).
+/// Submits `action` from `key`, signed with `nonce`, to the dev mempool.
 fn submit(
     chain: &DevChain,
     store: &Storage,
