@@ -6,8 +6,8 @@
 //! gives the same bits on every CPU: every score is a [`dot`] with a fixed order, the softmax
 //! uses a portable exponential, and each output value sums the values in key order.
 //! (BERT keeps candle's attention: its float outputs are compared within a tolerance, and
-//! gemm's batched products are faster there; a portable version measured 20% slower on a
-//! batch of 32 sentences.)
+//! gemm's batched products are faster there: a portable version measured slower on a batch
+//! of 32 sentences, see BENCHMARKS.md.)
 
 use candle_core::Tensor;
 
