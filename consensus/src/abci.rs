@@ -96,13 +96,13 @@ pub async fn serve(
             Ok((read, write, peer)) => {
                 let app = app.clone();
                 let shutdown = shutdown.clone();
-                tokio::spawn(async move {
+                tokio::spawn(tracing::Instrument::in_current_span(async move {
                     debug!(%peer, "ABCI connection opened");
                     match connection(read, write, app, max_frame_bytes, shutdown).await {
                         Ok(()) => debug!(%peer, "ABCI connection closed"),
                         Err(e) => error!(%peer, "closing ABCI connection: {e}"),
                     }
-                });
+                }));
             }
             Err(e) => warn!("accepting an ABCI connection failed: {e}"),
         }
@@ -164,10 +164,12 @@ where
             }
         } else {
             let app = app.clone();
+            let span = tracing::Span::current();
             // The application is synchronous and may take a while (a large block):
             // run it off the async workers. One request at a time per connection
             // keeps responses in order.
             tokio::task::spawn_blocking(move || {
+                let _entered = span.enter();
                 let mut app = app.lock().map_err(|_| {
                     ConnError::App("application poisoned by an earlier panic".into())
                 })?;

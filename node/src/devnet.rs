@@ -142,25 +142,40 @@ pub fn models_dir() -> PathBuf {
 
 pub fn minilm_model(dir: &Path, workers: usize) -> Result<DemoModel> {
     let embedder = SentenceEmbedder::from_dir(dir)?;
-    let layers = embedder.config().num_hidden_layers as u32;
     Ok(DemoModel {
-        register: pb::RegisterModel {
-            model_id: "minilm".into(),
-            name: "all-MiniLM-L6-v2 sentence embeddings".into(),
-            family: "bert".into(),
-            total_layers: layers,
-            shards: single_shard(layers, sha256_file(&dir.join("model.safetensors"))?),
-            policy: Some(pb::VerificationPolicy {
-                k: 3,
-                quorum: 2,
-                // 1e-3 per component, in the 1e6 fixed point of embeddings.
-                tolerance_ppm: 1_000,
-                ..Default::default()
-            }),
-            price: 5,
-            ..Default::default()
-        },
+        register: minilm_registration(dir)?,
         executors: vec![Arc::new(EmbedExecutor(Arc::new(embedder))) as Arc<dyn Executor>; workers],
+    })
+}
+
+/// MiniLM's registry entry (k=3, quorum 2, tolerance 1e-3), read from the model
+/// directory's config.json and weights without loading the model.
+pub fn minilm_registration(dir: &Path) -> Result<pb::RegisterModel> {
+    let config_path = dir.join("config.json");
+    let config: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(&config_path)
+            .with_context(|| format!("reading {}", config_path.display()))?,
+    )
+    .with_context(|| format!("{} is not JSON", config_path.display()))?;
+    let layers = config["num_hidden_layers"]
+        .as_u64()
+        .and_then(|n| u32::try_from(n).ok())
+        .with_context(|| format!("{}: no num_hidden_layers", config_path.display()))?;
+    Ok(pb::RegisterModel {
+        model_id: "minilm".into(),
+        name: "all-MiniLM-L6-v2 sentence embeddings".into(),
+        family: "bert".into(),
+        total_layers: layers,
+        shards: single_shard(layers, sha256_file(&dir.join("model.safetensors"))?),
+        policy: Some(pb::VerificationPolicy {
+            k: 3,
+            quorum: 2,
+            // 1e-3 per component, in the 1e6 fixed point of embeddings.
+            tolerance_ppm: 1_000,
+            ..Default::default()
+        }),
+        price: 5,
+        ..Default::default()
     })
 }
 

@@ -141,7 +141,7 @@ impl NodeService for NodeServer {
                 Ok(Response::new(pb::BroadcastTxResponse {
                     code: r.code,
                     log: r.log,
-                    tx_hash: hex::decode(&r.hash).unwrap_or_default(),
+                    tx_hash: r.hash,
                     codespace: r.codespace,
                 }))
             }

@@ -106,8 +106,74 @@ pub struct InitOptions {
     pub moniker: String,
     /// Fund and empower the well-known dev account instead of a fresh operator key.
     pub dev: bool,
-    /// Port offset for running several nodes on one machine (localnet).
-    pub port_offset: u16,
+    /// The node's ports (several nodes on one machine each get their own).
+    pub ports: Ports,
+    /// CometBFT's `timeout_commit`: the pause after a block before the next height.
+    pub block_time: std::time::Duration,
+}
+
+impl InitOptions {
+    /// A single node on the standard ports.
+    pub fn new(chain_id: impl Into<String>, moniker: impl Into<String>) -> Self {
+        Self {
+            chain_id: chain_id.into(),
+            moniker: moniker.into(),
+            dev: false,
+            ports: Ports::standard(0),
+            block_time: DEFAULT_BLOCK_TIME,
+        }
+    }
+}
+
+/// CometBFT's default `timeout_commit` in v0.38 is 1 s; vichain keeps it.
+pub const DEFAULT_BLOCK_TIME: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The TCP ports of one node on loopback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Ports {
+    /// CometBFT's peer-to-peer port.
+    pub p2p: u16,
+    /// CometBFT's RPC.
+    pub rpc: u16,
+    /// vichaind's ABCI server (CometBFT's `proxy_app`).
+    pub abci: u16,
+    /// vichaind's gRPC (clients, workers).
+    pub grpc: u16,
+    /// vichaind's metrics, dashboard and JSON API.
+    pub metrics: u16,
+    /// CometBFT's own Prometheus endpoint.
+    pub cometbft_metrics: u16,
+}
+
+impl Ports {
+    /// Node `i` of a network on one machine with CometBFT's and vichain's usual ports
+    /// (26656 p2p, 26657 RPC, 26658 ABCI, 26660 metrics, 26661 CometBFT metrics,
+    /// 9090 gRPC), each offset by 10 per node.
+    pub fn standard(i: usize) -> Self {
+        let off = (i * 10) as u16;
+        Self {
+            p2p: 26656 + off,
+            rpc: 26657 + off,
+            abci: 26658 + off,
+            grpc: 9090 + off,
+            metrics: 26660 + off,
+            cometbft_metrics: 26661 + off,
+        }
+    }
+
+    /// Node `i` of a network whose ports start at `base` (10 per node: base+10i is
+    /// p2p, then RPC, ABCI, gRPC, metrics and CometBFT metrics).
+    pub fn from_base(base: u16, i: usize) -> Self {
+        let b = base + (i * 10) as u16;
+        Self {
+            p2p: b,
+            rpc: b + 1,
+            abci: b + 2,
+            grpc: b + 3,
+            metrics: b + 4,
+            cometbft_metrics: b + 5,
+        }
+    }
 }
 
 /// What `init` created.
@@ -148,11 +214,11 @@ pub fn init(home: &Home, opts: &InitOptions) -> Result<InitSummary> {
         moniker: opts.moniker.clone(),
         ..NodeConfig::default()
     };
-    let off = opts.port_offset;
-    config.abci.listen = format!("tcp://127.0.0.1:{}", 26658 + off);
-    config.grpc.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 9090 + off));
-    config.cometbft.rpc = format!("http://127.0.0.1:{}", 26657 + off);
-    config.metrics.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 26660 + off));
+    let p = opts.ports;
+    config.abci.listen = format!("tcp://127.0.0.1:{}", p.abci);
+    config.grpc.listen = std::net::SocketAddr::from(([127, 0, 0, 1], p.grpc));
+    config.cometbft.rpc = format!("http://127.0.0.1:{}", p.rpc);
+    config.metrics.listen = std::net::SocketAddr::from(([127, 0, 0, 1], p.metrics));
     config.save(&home.config())?;
 
     let genesis = Genesis {
@@ -182,7 +248,8 @@ pub fn init(home: &Home, opts: &InitOptions) -> Result<InitSummary> {
     };
     genesis.validate()?;
     genesis.save(&home.genesis())?;
-    write_cometbft(home, &genesis, &validator, &node_key, &opts.moniker, off)?;
+    write_cometbft(home, &genesis, &validator, &node_key)?;
+    CometToml::new(&opts.moniker, opts.ports, opts.block_time).write(home)?;
     Ok(InitSummary {
         home: home.root.clone(),
         chain_id: opts.chain_id.clone(),
@@ -232,8 +299,6 @@ fn write_cometbft(
     genesis: &Genesis,
     validator: &SigningKey,
     node_key: &SigningKey,
-    moniker: &str,
-    off: u16,
 ) -> Result<()> {
     let cmt = home.cometbft();
     let secret = |k: &SigningKey| {
@@ -258,13 +323,61 @@ fn write_cometbft(
         &serde_json::json!({"height": "0", "round": 0, "step": 0}),
     )?;
     genesis.save(&cmt.join("config/genesis.json"))?;
-    write_cometbft_config(home, moniker, off, "")
+    Ok(())
 }
 
-/// Writes CometBFT's config.toml; keys not written keep CometBFT's defaults.
-pub fn write_cometbft_config(home: &Home, moniker: &str, off: u16, peers: &str) -> Result<()> {
-    let text = format!(
-        r#"# CometBFT configuration written by `vichaind init`; see
+/// The keys of CometBFT's `config.toml` that vichain sets; every other key keeps
+/// CometBFT's default.
+#[derive(Debug, Clone)]
+pub struct CometToml {
+    pub moniker: String,
+    pub ports: Ports,
+    /// `id@host:port` of the peers to keep connections to.
+    pub persistent_peers: Vec<String>,
+    pub block_time: std::time::Duration,
+    /// Join by state sync from a snapshot instead of replaying every block.
+    pub state_sync: Option<StateSyncToml>,
+}
+
+/// CometBFT's `[statesync]` section: the light client's trust root and the RPC
+/// servers it verifies headers against.
+#[derive(Debug, Clone)]
+pub struct StateSyncToml {
+    /// At least two, comma-separated in the file.
+    pub rpc_servers: Vec<String>,
+    pub trust_height: u64,
+    /// Hex hash of the header at `trust_height`.
+    pub trust_hash: String,
+    pub trust_period: std::time::Duration,
+}
+
+impl CometToml {
+    pub fn new(moniker: &str, ports: Ports, block_time: std::time::Duration) -> Self {
+        Self {
+            moniker: moniker.into(),
+            ports,
+            persistent_peers: Vec::new(),
+            block_time,
+            state_sync: None,
+        }
+    }
+
+    /// The file's text.
+    pub fn render(&self) -> String {
+        let p = self.ports;
+        let ms = |d: std::time::Duration| format!("{}ms", d.as_millis());
+        let (enable, rpc_servers, trust_height, trust_hash, trust_period) = match &self.state_sync {
+            Some(s) => (
+                true,
+                s.rpc_servers.join(","),
+                s.trust_height,
+                s.trust_hash.clone(),
+                format!("{}s", s.trust_period.as_secs()),
+            ),
+            None => (false, String::new(), 0, String::new(), "168h0m0s".into()),
+        };
+        format!(
+            r#"# CometBFT configuration written by vichaind; see
 # https://docs.cometbft.com/v0.38/core/configuration for every key.
 proxy_app = "tcp://127.0.0.1:{abci}"
 moniker = "{moniker}"
@@ -284,28 +397,59 @@ addr_book_strict = false
 recheck = true
 size = 50000
 
+[statesync]
+enable = {enable}
+rpc_servers = "{rpc_servers}"
+trust_height = {trust_height}
+trust_hash = "{trust_hash}"
+trust_period = "{trust_period}"
+discovery_time = "5s"
+chunk_request_timeout = "10s"
+
 [consensus]
-timeout_propose = "1s"
-timeout_commit = "1s"
+timeout_propose = "2s"
+timeout_commit = "{commit}"
 create_empty_blocks = true
 
 [instrumentation]
-prometheus = false
+prometheus = true
+prometheus_listen_addr = "127.0.0.1:{prom}"
+namespace = "cometbft"
 "#,
-        abci = 26658 + off,
-        rpc = 26657 + off,
-        p2p = 26656 + off,
-    );
-    let path = home.cometbft().join("config/config.toml");
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
+            abci = p.abci,
+            rpc = p.rpc,
+            p2p = p.p2p,
+            prom = p.cometbft_metrics,
+            moniker = self.moniker,
+            peers = self.persistent_peers.join(","),
+            commit = ms(self.block_time),
+        )
     }
-    std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))
+
+    /// Writes `HOME/cometbft/config/config.toml`.
+    pub fn write(&self, home: &Home) -> Result<()> {
+        let path = home.cometbft().join("config/config.toml");
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        std::fs::write(&path, self.render()).with_context(|| format!("writing {}", path.display()))
+    }
+}
+
+/// A node's CometBFT peer address, `id@127.0.0.1:port`.
+pub fn peer_address(node_id: &str, ports: &Ports) -> String {
+    format!("{node_id}@127.0.0.1:{}", ports.p2p)
 }
 
 /// Creates `n` validator homes under `out` sharing one genesis, with distinct ports
-/// (offset 10 per node) and each node's CometBFT peering with the others.
-pub fn init_localnet(out: &Path, n: usize, chain_id: &str) -> Result<Vec<InitSummary>> {
+/// (`ports(i)` for node `i`) and each node's CometBFT peering with the others.
+pub fn init_localnet(
+    out: &Path,
+    n: usize,
+    chain_id: &str,
+    ports: impl Fn(usize) -> Ports,
+    block_time: std::time::Duration,
+) -> Result<Vec<InitSummary>> {
     if n == 0 || n > 50 {
         bail!("--validators must be between 1 and 50, got {n}");
     }
@@ -315,10 +459,9 @@ pub fn init_localnet(out: &Path, n: usize, chain_id: &str) -> Result<Vec<InitSum
         summaries.push(init(
             &home,
             &InitOptions {
-                chain_id: chain_id.into(),
-                moniker: format!("node{i}"),
-                dev: false,
-                port_offset: (i * 10) as u16,
+                ports: ports(i),
+                block_time,
+                ..InitOptions::new(chain_id, format!("node{i}"))
             },
         )?);
     }
@@ -338,21 +481,49 @@ pub fn init_localnet(out: &Path, n: usize, chain_id: &str) -> Result<Vec<InitSum
             balance: GENESIS_BALANCE,
         });
     }
-    for (i, s) in summaries.iter().enumerate() {
+    for i in 0..n {
         let home = Home::new(out.join(format!("node{i}")));
         genesis.save(&home.genesis())?;
         genesis.save(&home.cometbft().join("config/genesis.json"))?;
-        let peers = summaries
+        let mut toml = CometToml::new(&format!("node{i}"), ports(i), block_time);
+        toml.persistent_peers = summaries
             .iter()
             .enumerate()
             .filter(|(j, _)| *j != i)
-            .map(|(j, p)| format!("{}@127.0.0.1:{}", p.node_id, 26656 + j * 10))
-            .collect::<Vec<_>>()
-            .join(",");
-        write_cometbft_config(&home, &format!("node{i}"), (i * 10) as u16, &peers)?;
-        let _ = s;
+            .map(|(j, p)| peer_address(&p.node_id, &ports(j)))
+            .collect();
+        toml.write(&home)?;
     }
     Ok(summaries)
+}
+
+/// Creates a home for a node that joins an existing chain: its own keys (its
+/// validator key is not in the set until the authority adds it), `genesis` copied
+/// in, CometBFT peering with `peers`, optionally by state sync.
+pub fn init_joining(
+    home: &Home,
+    genesis: &Genesis,
+    moniker: &str,
+    ports: Ports,
+    block_time: std::time::Duration,
+    peers: Vec<String>,
+    state_sync: Option<StateSyncToml>,
+) -> Result<InitSummary> {
+    let s = init(
+        home,
+        &InitOptions {
+            ports,
+            block_time,
+            ..InitOptions::new(&genesis.chain_id, moniker)
+        },
+    )?;
+    genesis.save(&home.genesis())?;
+    genesis.save(&home.cometbft().join("config/genesis.json"))?;
+    let mut toml = CometToml::new(moniker, ports, block_time);
+    toml.persistent_peers = peers;
+    toml.state_sync = state_sync;
+    toml.write(home)?;
+    Ok(s)
 }
 
 /// The current time as RFC 3339 (UTC), for genesis files only (never in state
@@ -370,12 +541,7 @@ mod tests {
     fn init_writes_a_consistent_home_and_refuses_to_overwrite() {
         let dir = tempfile::tempdir().unwrap();
         let home = Home::new(dir.path().join("h"));
-        let opts = InitOptions {
-            chain_id: "vichain-test".into(),
-            moniker: "n0".into(),
-            dev: false,
-            port_offset: 0,
-        };
+        let opts = InitOptions::new("vichain-test", "n0");
         let s = init(&home, &opts).unwrap();
         let genesis = Genesis::load(&home.genesis()).unwrap();
         assert_eq!(genesis.chain_id, "vichain-test");
@@ -401,7 +567,14 @@ mod tests {
     #[test]
     fn localnet_homes_share_one_genesis() {
         let dir = tempfile::tempdir().unwrap();
-        let s = init_localnet(dir.path(), 4, "vichain-local").unwrap();
+        let s = init_localnet(
+            dir.path(),
+            4,
+            "vichain-local",
+            Ports::standard,
+            DEFAULT_BLOCK_TIME,
+        )
+        .unwrap();
         assert_eq!(s.len(), 4);
         let g0 = Genesis::load(&dir.path().join("node0/genesis.json")).unwrap();
         assert_eq!(g0.validators.len(), 4);

@@ -12,6 +12,7 @@
 //! - [`comet`]: forwarding transactions to CometBFT's RPC in `vichaind start`.
 //! - [`job_service`]: the `JobService` gRPC server (submit, get with proof, watch).
 //! - [`keys`]: the client keyring.
+//! - [`localnet`]: `vichaind localnet`: real CometBFT validators and workers on one machine.
 //! - [`metrics`]: the Prometheus exporter and the node's own metrics.
 //! - [`web`]: the HTTP server on the metrics address: `/metrics`, the dashboard
 //!   page and its JSON API.
@@ -28,6 +29,7 @@ pub mod home;
 pub mod infer;
 pub mod job_service;
 pub mod keys;
+pub mod localnet;
 pub mod metrics;
 pub mod runner;
 pub mod tasks;

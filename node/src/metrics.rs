@@ -36,6 +36,11 @@ pub const INFERENCE_FORWARD: &str = "vichain_inference_forward_duration_seconds"
 pub const INFERENCE_TOKENS: &str = "vichain_inference_tokens_total";
 pub const ZK_PROVE: &str = "vichain_zk_prove_duration_seconds";
 pub const SPLIT_CONNECTED_PEERS: &str = "vichain_split_connected_peers";
+pub const WORKER_ATTESTATION_EXPIRY: &str = "vichain_workers_attestation_expiry_seconds";
+pub const COMET_PEERS: &str = "vichain_cometbft_peers";
+pub const COMET_CATCHING_UP: &str = "vichain_cometbft_catching_up";
+pub const VALIDATOR_MISSED: &str = "vichain_validator_missed_blocks";
+pub const VALIDATORS: &str = "vichain_validators";
 
 /// Bounds of inference and proving durations, seconds.
 pub const COMPUTE_BUCKETS: &[f64] = &[
@@ -223,7 +228,54 @@ pub const METRICS: &[MetricDef] = &[
         "Peers of the worker network this worker is connected to.",
         &[],
     ),
+    def(
+        WORKER_ATTESTATION_EXPIRY,
+        Gauge,
+        &["worker"],
+        "Unix seconds at which each registered worker's TEE attestation expires.",
+        &[],
+    ),
+    def(
+        COMET_PEERS,
+        Gauge,
+        &[],
+        "Peers of this validator's CometBFT (vichaind start; polled from its RPC).",
+        &[],
+    ),
+    def(
+        COMET_CATCHING_UP,
+        Gauge,
+        &[],
+        "1 while this validator's CometBFT is catching up (block sync or state sync).",
+        &[],
+    ),
+    def(
+        VALIDATORS,
+        Gauge,
+        &[],
+        "Validators in CometBFT's current set.",
+        &[],
+    ),
+    def(
+        VALIDATOR_MISSED,
+        Gauge,
+        &["validator"],
+        "Blocks among the last 100 whose commit lacks this validator's signature.",
+        &[],
+    ),
 ];
+
+/// Exports what the CometBFT poller saw (`vichaind start`).
+pub fn comet_view(s: &crate::comet::CometSnapshot) {
+    gauge!(COMET_PEERS).set(s.peers.len() as f64);
+    if let Some(st) = &s.status {
+        gauge!(COMET_CATCHING_UP).set(if st.catching_up { 1.0 } else { 0.0 });
+    }
+    gauge!(VALIDATORS).set(s.validators.len() as f64);
+    for v in &s.validators {
+        gauge!(VALIDATOR_MISSED, "validator" => v.address.clone()).set(v.missed_blocks as f64);
+    }
+}
 
 /// Sets the connected-peers gauge of a worker.
 pub fn split_connected_peers(n: usize) {
@@ -371,6 +423,11 @@ pub fn refresh_state(store: &Storage) -> Result<()> {
             .is_some_and(|a| attestation_is_current(a, height, time_ns))
         {
             attested += 1;
+        }
+        if let Some(a) = &w.attestation {
+            let worker = vichain_consensus::Address::from_bytes(&w.operator)
+                .map_or_else(|_| hex::encode(&w.operator), |a| a.to_string());
+            gauge!(WORKER_ATTESTATION_EXPIRY, "worker" => worker).set(a.valid_until as f64);
         }
         for s in &w.serves {
             if let Some(n) = holders.get_mut(&(s.model_id.clone(), s.shard_index)) {

@@ -63,7 +63,12 @@ impl TaskManager {
         F: Future<Output = Result<()>> + Send + 'static,
     {
         let name = name.to_owned();
-        self.tasks.spawn(async move { (name, fut.await) });
+        // The task logs inside the spawner's span (`vichaind start` names the node).
+        let span = tracing::Span::current();
+        self.tasks.spawn(tracing::Instrument::instrument(
+            async move { (name, fut.await) },
+            span,
+        ));
     }
 
     /// Runs until a signal arrives or a critical task ends, then shuts every task

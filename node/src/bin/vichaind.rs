@@ -12,10 +12,11 @@ use tracing::info;
 use vichain_config::{AbciAddr, Genesis};
 use vichain_consensus::{Address, App, Storage, abci, dev_signing_key};
 use vichain_node::{
-    comet::CometRpc,
+    comet::{CometRpc, CometView},
     dev::DevChain,
     grpc::{self, NodeServer, TxSink},
     home::{self, Home, InitOptions},
+    localnet,
     tasks::TaskManager,
     tee_tool, web, zk_tool,
 };
@@ -73,7 +74,9 @@ enum Command {
         #[arg(long, env = "VICHAIN_METRICS_ADDR")]
         metrics_addr: Option<std::net::SocketAddr>,
     },
-    /// Create N validator homes sharing one genesis, for a local CometBFT network.
+    /// Create N validator homes sharing one genesis, for a CometBFT network on this
+    /// machine; with --start, also run them (`vichaind start` + `cometbft start`
+    /// each), register the demo models and start workers, until SIGINT or SIGTERM.
     Localnet {
         #[arg(long)]
         out: PathBuf,
@@ -81,6 +84,25 @@ enum Command {
         validators: usize,
         #[arg(long, default_value = "vichain-localnet")]
         chain_id: String,
+        /// Run the network (reusing the homes in --out if they exist).
+        #[arg(long)]
+        start: bool,
+        /// Workers to start with --start (worker j follows validator j mod N).
+        #[arg(long, default_value_t = 3)]
+        workers: usize,
+        /// First port of node 0, 10 per node (default: CometBFT's usual ports
+        /// 26656..., gRPC 9090..., each + 10 per node).
+        #[arg(long)]
+        base_port: Option<u16>,
+        /// CometBFT's timeout_commit (the pause between blocks).
+        #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+        block_time: Duration,
+        /// Take a state-sync snapshot every this many blocks (0: never).
+        #[arg(long, default_value_t = 0)]
+        snapshot_interval: u64,
+        /// The cometbft binary (default: scripts/install-cometbft.sh's, or PATH).
+        #[arg(long, env = "VICHAIN_COMETBFT")]
+        cometbft: Option<PathBuf>,
     },
     /// Groth16 keys and proofs for quantized MLP models (BN254).
     #[command(subcommand)]
@@ -409,15 +431,7 @@ fn run() -> Result<()> {
             chain_id,
             moniker,
         } => {
-            let s = home::init(
-                &Home::new(&home),
-                &InitOptions {
-                    chain_id,
-                    moniker,
-                    dev: false,
-                    port_offset: 0,
-                },
-            )?;
+            let s = home::init(&Home::new(&home), &InitOptions::new(chain_id, moniker))?;
             println!("initialized {}", s.home.display());
             println!("  chain id:        {}", s.chain_id);
             println!(
@@ -436,17 +450,51 @@ fn run() -> Result<()> {
             out,
             validators,
             chain_id,
+            start,
+            workers,
+            base_port,
+            block_time,
+            snapshot_interval,
+            cometbft,
         } => {
-            let nodes = home::init_localnet(&out, validators, &chain_id)?;
-            for (i, n) in nodes.iter().enumerate() {
-                println!(
-                    "node{i}: home {} operator {} node id {}",
-                    n.home.display(),
-                    n.operator,
-                    n.node_id
-                );
+            let ports = |i| {
+                base_port.map_or_else(
+                    || home::Ports::standard(i),
+                    |b| home::Ports::from_base(b, i),
+                )
+            };
+            if !start {
+                let nodes = home::init_localnet(&out, validators, &chain_id, ports, block_time)?;
+                for (i, n) in nodes.iter().enumerate() {
+                    println!(
+                        "node{i}: home {} operator {} node id {}",
+                        n.home.display(),
+                        n.operator,
+                        n.node_id
+                    );
+                }
+                return Ok(());
             }
-            Ok(())
+            let cometbft = match cometbft {
+                Some(c) => c,
+                None => localnet::Binaries::find_cometbft()?,
+            };
+            run_localnet(
+                localnet::LocalnetOptions {
+                    dir: out,
+                    validators,
+                    chain_id,
+                    base_port,
+                    block_time,
+                    snapshot_interval,
+                    log_filter: std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+                    bins: localnet::Binaries {
+                        vichaind: std::env::current_exe()?,
+                        cometbft,
+                    },
+                },
+                workers,
+            )
         }
         Command::Start { home, metrics_addr } => block_on(start(Home::new(home), metrics_addr)),
         Command::Worker(args) => block_on(vichain_node::worker::main(args)),
@@ -520,6 +568,12 @@ async fn start(home: Home, metrics_addr: Option<std::net::SocketAddr>) -> Result
     if let Some(addr) = metrics_addr {
         config.metrics.listen = addr;
     }
+    // Every line this validator logs names it (several run on one machine).
+    let span = tracing::info_span!("node", name = %config.moniker);
+    tracing::Instrument::instrument(start_node(home, config), span).await
+}
+
+async fn start_node(home: Home, config: vichain_config::NodeConfig) -> Result<()> {
     let (store, app) = open_app(&home)?;
     let mut tasks = TaskManager::new();
     let addr = AbciAddr::parse(&config.abci.listen)?;
@@ -535,7 +589,19 @@ async fn start(home: Home, metrics_addr: Option<std::net::SocketAddr>) -> Result
     });
     let rpc = CometRpc::new(&config.cometbft.rpc, config.cometbft.timeout)?;
     let chain_id = Genesis::load(&home.genesis()).map_or_else(|_| String::new(), |g| g.chain_id);
-    web::spawn(&mut tasks, &config.metrics, store.clone(), None, &chain_id)?;
+    let view = CometView::new(rpc.clone());
+    tasks.spawn_critical(
+        "cometbft-poller",
+        view.clone().run(Duration::from_secs(2), tasks.shutdown()),
+    );
+    web::spawn(
+        &mut tasks,
+        &config.metrics,
+        store.clone(),
+        None,
+        Some(view),
+        &chain_id,
+    )?;
     let server = NodeServer::new(store, TxSink::Comet(rpc));
     tasks.spawn_critical(
         "grpc",
@@ -556,10 +622,8 @@ async fn dev(
         let s = home::init(
             &home,
             &InitOptions {
-                chain_id: home::DEV_CHAIN_ID.into(),
-                moniker: "vichain-dev".into(),
                 dev: true,
-                port_offset: 0,
+                ..InitOptions::new(home::DEV_CHAIN_ID, "vichain-dev")
             },
         )?;
         info!(home = %s.home.display(), "created a dev home");
@@ -595,6 +659,7 @@ async fn dev(
         &config.metrics,
         store.clone(),
         Some(chain.clone()),
+        None,
         &genesis.chain_id,
     )?;
     let server = NodeServer::new(store.clone(), TxSink::Dev(chain.clone()));
@@ -628,6 +693,69 @@ async fn dev(
         "vichaind dev is running (try: vichain status; vichain tx transfer --to ADDR --amount 5)"
     );
     tasks.run().await
+}
+
+/// `vichaind localnet --start`: runs the network until SIGINT or SIGTERM, then
+/// stops every process it started.
+fn run_localnet(opts: localnet::LocalnetOptions, workers: usize) -> Result<()> {
+    let mut net = localnet::Localnet::create(opts)?;
+    let result = (|| {
+        net.start_all()?;
+        net.wait_height(0, 1, Duration::from_secs(120))?;
+        if workers > 0 {
+            net.start_workers(workers)?;
+        }
+        let path = net.write_description()?;
+        println!(
+            "localnet {} running; described in {}",
+            net.genesis.chain_id,
+            path.display()
+        );
+        for n in &net.nodes {
+            println!(
+                "  {}: gRPC {}  CometBFT RPC {}  dashboard http://127.0.0.1:{}/  home {}",
+                n.name,
+                n.grpc_url(),
+                n.rpc_url(),
+                n.ports.metrics,
+                n.home.root.display()
+            );
+        }
+        for w in &net.workers {
+            println!("  {}: operator {} peer {}", w.name, w.operator, w.peer_id);
+        }
+        println!("Ctrl-C stops it.");
+        anyhow::Ok(())
+    })();
+    if let Err(e) = result {
+        net.stop_all();
+        return Err(e);
+    }
+    let stop = net.runtime().block_on(async {
+        use tokio::signal::unix::{SignalKind, signal};
+        let int = signal(SignalKind::interrupt())?;
+        let term = signal(SignalKind::terminate())?;
+        anyhow::Ok((int, term))
+    });
+    let (mut int, mut term) = stop?;
+    loop {
+        let signalled = net.runtime().block_on(async {
+            tokio::select! {
+                _ = int.recv() => true,
+                _ = term.recv() => true,
+                _ = tokio::time::sleep(Duration::from_secs(1)) => false,
+            }
+        });
+        if signalled {
+            break;
+        }
+        for gone in net.reap() {
+            tracing::warn!("{gone}");
+        }
+    }
+    info!("stopping the localnet");
+    net.stop_all();
+    Ok(())
 }
 
 fn zk(cmd: ZkCmd) -> Result<()> {

@@ -6,6 +6,15 @@
 //!   (hex), `block_time_ns` (unix ns of the last block), `block_time` (RFC 3339),
 //!   `mode` (`dev` | `cometbft`), `version`, `mempool_txs` (dev only, else null),
 //!   `models`, `workers` (registered counts).
+//! - `GET /api/validators` (`vichaind start`): what the node's CometBFT says,
+//!   polled every 2 s: `mode`, `status` (null until CometBFT answers, or `node_id`,
+//!   `moniker`, `network`, `version`, `latest_block_height`, `latest_app_hash`,
+//!   `latest_block_time`, `earliest_block_height`, `catching_up`,
+//!   `validator_address`, `voting_power`), `validators` (`address`, `pub_key`,
+//!   `voting_power`, `proposer_priority`, `last_signed_height`, `missed_blocks` and
+//!   `window`: blocks of the last 100 whose commit lacks its signature), `peers`
+//!   (`node_id`, `moniker`, `remote_ip`, `outbound`), `error` (why the last poll
+//!   failed, or null) and `updated_at` (unix s). In dev mode: `mode` and empty lists.
 //! - `GET /api/blocks?limit=N` (1..=512, default 100): `{"blocks": [...]}`, newest
 //!   first, the blocks this process committed since it started: `height`,
 //!   `time_ns`, `txs`, `failed_txs`, `app_hash`, `finalize_seconds`,
@@ -176,6 +185,21 @@ pub(super) fn status(store: &Storage, dev: Option<&DevChain>) -> Result<Value> {
         "models": count(state_key::MODELS)?,
         "workers": count(state_key::WORKERS)?,
     }))
+}
+
+pub(super) fn validators(comet: Option<&crate::comet::CometView>) -> Value {
+    match comet {
+        Some(c) => {
+            let mut v = serde_json::to_value(c.snapshot()).unwrap_or(Value::Null);
+            if let Some(o) = v.as_object_mut() {
+                o.insert("mode".into(), json!("cometbft"));
+            }
+            v
+        }
+        None => json!({
+            "mode": "dev", "status": null, "validators": [], "peers": [], "error": null, "updated_at": 0,
+        }),
+    }
 }
 
 pub fn block_json(b: &BlockRecord) -> Value {

@@ -33,6 +33,7 @@ pub use api::{
 use vichain_config::MetricsConfig;
 
 use crate::{
+    comet::CometView,
     dev::DevChain,
     tasks::{Shutdown, TaskManager},
 };
@@ -48,6 +49,8 @@ pub struct WebState {
     pub metrics: PrometheusHandle,
     /// The in-process chain of `vichaind dev` (mempool size); `None` under CometBFT.
     pub dev: Option<Arc<DevChain>>,
+    /// CometBFT's view (validator set, peers, sync state) in `vichaind start`.
+    pub comet: Option<CometView>,
 }
 
 /// The routes, for serving or for tests.
@@ -62,6 +65,7 @@ pub fn router(state: WebState) -> Router {
         .route("/api/workers", get(workers))
         .route("/api/jobs", get(jobs))
         .route("/api/jobs/{id}", get(job))
+        .route("/api/validators", get(validators))
         .fallback(not_found)
         .with_state(Arc::new(state))
 }
@@ -73,6 +77,7 @@ pub fn spawn(
     config: &MetricsConfig,
     store: Arc<Storage>,
     dev: Option<Arc<DevChain>>,
+    comet: Option<CometView>,
     chain_id: &str,
 ) -> Result<()> {
     if !config.enabled {
@@ -92,6 +97,7 @@ pub fn spawn(
         store,
         metrics: handle,
         dev,
+        comet,
     };
     tasks.spawn_critical("http", serve(config.listen, state, tasks.shutdown()));
     Ok(())
@@ -269,6 +275,13 @@ async fn status(State(s): Shared) -> Response {
         Ok(json(StatusCode::OK, &v))
     })
     .await
+}
+
+async fn validators(State(s): Shared) -> Response {
+    counted(
+        "/api/validators",
+        json(StatusCode::OK, &api::validators(s.comet.as_ref())),
+    )
 }
 
 async fn blocks(RawQuery(q): RawQuery) -> Response {

@@ -203,6 +203,28 @@ function renderJobs(jobs) {
   }));
 }
 
+function renderValidators(v) {
+  const section = $("validators-section");
+  section.hidden = v.mode !== "cometbft";
+  if (section.hidden) return;
+  const st = v.status;
+  setText("comet-sync", st
+    ? `CometBFT ${st.version} · node ${short(st.node_id, 6)} · ${st.catching_up ? "catching up" : "in sync"} at ${st.latest_block_height}`
+    : `CometBFT unreachable${v.error ? ": " + v.error : ""}`);
+  fillTableRows("validators", v.validators.map((x) => el("tr", { "data-address": x.address, "data-missed": x.missed_blocks },
+    el("td", { class: "mono", title: x.pub_key }, x.address + (st && st.validator_address === x.address ? " (this node)" : "")),
+    el("td", {}, x.voting_power),
+    el("td", {}, x.proposer_priority),
+    el("td", {}, x.last_signed_height === null ? "-" : x.last_signed_height),
+    el("td", { class: x.missed_blocks > 0 ? "bad" : "" }, `${x.missed_blocks} / ${x.window}`),
+  )));
+  setText("peers", `${v.peers.length} peer(s): ` + v.peers.map((p) => `${p.moniker} (${short(p.node_id, 6)}, ${p.outbound ? "out" : "in"})`).join(", "));
+}
+
+function fillTableRows(tableId, rows) {
+  $(tableId).querySelector("tbody").replaceChildren(...rows);
+}
+
 // ---- job detail view ----
 
 function flatten(obj, prefix = "", out = []) {
@@ -247,9 +269,10 @@ async function tick() {
       await renderDetail(detail);
     } else {
       renderCharts();
-      const [workers, jobs] = await Promise.all([getJson("/api/workers"), getJson("/api/jobs?limit=50")]);
+      const [workers, jobs, validators] = await Promise.all([getJson("/api/workers"), getJson("/api/jobs?limit=50"), getJson("/api/validators")]);
       renderWorkers(workers.workers);
       renderJobs(jobs.jobs);
+      renderValidators(validators);
     }
     state.failures = 0;
     showError(null);
