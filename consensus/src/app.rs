@@ -19,7 +19,7 @@ use crate::{
     genesis, jobs, metrics,
     proofs::{self, KeyCache, ProofCtx},
     query::{self, QueryResult},
-    snapshot::{Applied, Refusal, Restore, SnapshotMetadata, SnapshotStore},
+    snapshot::{Applied, Pairs, Refusal, Restore, SnapshotMetadata, SnapshotStore},
     state::{Overlay, StateReadExt},
     state_key,
     store::{ChangeSet, PendingCommit, Storage},
@@ -620,7 +620,7 @@ impl App {
     fn finish_restore(
         &mut self,
         m: &SnapshotMetadata,
-        pairs: Vec<(Vec<u8>, Vec<u8>)>,
+        pairs: Pairs,
     ) -> Result<abci::response_apply_snapshot_chunk::Result> {
         use abci::response_apply_snapshot_chunk::Result as Apply;
         let entries = pairs.len();

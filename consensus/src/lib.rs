@@ -64,7 +64,7 @@ pub use proofs::{
 pub use query::{QueryResult, QueryTarget, verify_membership, verify_non_membership};
 pub use snapshot::{
     MAX_CHUNK_BYTES, MAX_CHUNKS, MAX_KEY_BYTES, MAX_METADATA_BYTES, MAX_SNAPSHOT_BYTES,
-    MAX_VALUE_BYTES, SNAPSHOT_FORMAT, SnapshotError, SnapshotInfo, SnapshotMetadata,
+    MAX_VALUE_BYTES, Pairs, SNAPSHOT_FORMAT, SnapshotError, SnapshotInfo, SnapshotMetadata,
     SnapshotResult, SnapshotStore, decode_chunk, encode_chunk,
 };
 pub use state::{Overlay, StateRead, StateReadExt};

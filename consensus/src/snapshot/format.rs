@@ -33,6 +33,9 @@ const METADATA_FIXED_BYTES: usize = 4 + 8 + 8 + 32 + 4 + 8;
 /// The pair count before a chunk's pairs.
 const CHUNK_HEADER_BYTES: usize = 4;
 
+/// Key/value pairs of the state, in key order.
+pub type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// What a snapshot is, as `Snapshot.metadata` carries it; `Snapshot.hash` is the
 /// sha256 of its encoding.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -226,7 +229,7 @@ pub fn encode_chunk(pairs: &[(Vec<u8>, Vec<u8>)]) -> SnapshotResult<Vec<u8>> {
 
 /// Decodes a chunk: at least one pair, keys strictly increasing, every length
 /// within its limit and within the bytes left.
-pub fn decode_chunk(bytes: &[u8]) -> SnapshotResult<Vec<(Vec<u8>, Vec<u8>)>> {
+pub fn decode_chunk(bytes: &[u8]) -> SnapshotResult<Pairs> {
     const WHAT: &str = "snapshot chunk";
     if bytes.len() > MAX_CHUNK_BYTES {
         return Err(SnapshotError::TooLarge {
@@ -242,7 +245,7 @@ pub fn decode_chunk(bytes: &[u8]) -> SnapshotResult<Vec<(Vec<u8>, Vec<u8>)>> {
     }
     // Each pair takes at least its two lengths.
     r.need(8 * u64::from(count))?;
-    let mut pairs: Vec<(Vec<u8>, Vec<u8>)> = Vec::with_capacity(count as usize);
+    let mut pairs: Pairs = Vec::with_capacity(count as usize);
     for i in 0..count {
         let key = r.bytes(MAX_KEY_BYTES, "state key")?;
         let value = r.bytes(MAX_VALUE_BYTES, "state value")?;

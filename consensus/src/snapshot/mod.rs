@@ -48,7 +48,7 @@ use vichain_config::StateSyncConfig;
 
 pub use format::{
     MAX_CHUNK_BYTES, MAX_CHUNKS, MAX_KEY_BYTES, MAX_METADATA_BYTES, MAX_SNAPSHOT_BYTES,
-    MAX_VALUE_BYTES, SNAPSHOT_FORMAT, SnapshotError, SnapshotMetadata, SnapshotResult,
+    MAX_VALUE_BYTES, Pairs, SNAPSHOT_FORMAT, SnapshotError, SnapshotMetadata, SnapshotResult,
     decode_chunk, encode_chunk,
 };
 pub(crate) use restore::{Applied, Refusal, Restore};
@@ -120,7 +120,7 @@ impl SnapshotStore {
 
     /// Whether a snapshot is due after committing `height`.
     pub fn is_due(&self, height: u64) -> bool {
-        self.config.snapshot_interval > 0 && height % self.config.snapshot_interval == 0
+        self.config.snapshot_interval > 0 && height.is_multiple_of(self.config.snapshot_interval)
     }
 
     /// Writes the snapshot of `view` on a background thread and prunes old ones;
@@ -325,21 +325,35 @@ impl SnapshotStore {
         Ok(Some((bytes, info)))
     }
 
-    /// Deletes all but the `snapshot_keep_recent` newest snapshots. Each is first
-    /// renamed to a temporary name, so a crash midway never leaves it listed.
+    /// Deletes all but the `snapshot_keep_recent` newest snapshots, and any
+    /// snapshot directory whose metadata does not read back (it would never be
+    /// served, and must not count as one of the newest). Each is first renamed to
+    /// a temporary name, so a crash midway never leaves it listed.
     fn prune(&self) -> SnapshotResult<()> {
-        let heights = self.heights()?;
-        let keep = self.config.snapshot_keep_recent as usize;
-        let old = heights.len().saturating_sub(keep);
-        for height in &heights[..old] {
-            let path = self.dir.join(snapshot_dir_name(*height));
-            let doomed = self
-                .dir
-                .join(format!("{TMP_PREFIX}pruned-{}", snapshot_dir_name(*height)));
-            fs::rename(&path, &doomed).map_err(io_err(&path))?;
-            fs::remove_dir_all(&doomed).map_err(io_err(&doomed))?;
-            info!(height, "pruned an old snapshot");
+        let mut valid = Vec::new();
+        for height in self.heights()? {
+            match self.read_snapshot(height) {
+                Ok(Some(_)) => valid.push(height),
+                Ok(None) => self.remove(height, "it has no metadata")?,
+                Err(e) => self.remove(height, &e.to_string())?,
+            }
         }
+        let keep = self.config.snapshot_keep_recent as usize;
+        let old = valid.len().saturating_sub(keep);
+        for height in &valid[..old] {
+            self.remove(*height, "older snapshots are kept")?;
+        }
+        Ok(())
+    }
+
+    fn remove(&self, height: u64, why: &str) -> SnapshotResult<()> {
+        let path = self.dir.join(snapshot_dir_name(height));
+        let doomed = self
+            .dir
+            .join(format!("{TMP_PREFIX}pruned-{}", snapshot_dir_name(height)));
+        fs::rename(&path, &doomed).map_err(io_err(&path))?;
+        fs::remove_dir_all(&doomed).map_err(io_err(&doomed))?;
+        info!(height, reason = why, "removed a snapshot");
         Ok(())
     }
 }

@@ -9,14 +9,16 @@ use std::collections::BTreeMap;
 
 use tendermint_proto::v0_38::abci;
 
-use super::format::{SNAPSHOT_FORMAT, SnapshotError, SnapshotMetadata, decode_chunk, sha256};
+use super::format::{
+    Pairs, SNAPSHOT_FORMAT, SnapshotError, SnapshotMetadata, decode_chunk, sha256,
+};
 
 /// A snapshot accepted by OfferSnapshot, being restored.
 #[derive(Debug)]
 pub struct Restore {
     metadata: SnapshotMetadata,
     /// Chunks that matched their hash, decoded, by index.
-    chunks: BTreeMap<u32, Vec<(Vec<u8>, Vec<u8>)>>,
+    chunks: BTreeMap<u32, Pairs>,
     /// Sum of the accepted chunks' lengths, at most `metadata.total_bytes`.
     bytes: u64,
 }
@@ -27,7 +29,7 @@ pub enum Applied {
     /// Buffered (or already had); more chunks are needed.
     Accepted,
     /// The last chunk: every pair of the snapshot, in key order.
-    Complete(Vec<(Vec<u8>, Vec<u8>)>),
+    Complete(Pairs),
     /// The chunk does not match its hash: fetch it again from another peer.
     Refetch(String),
     /// The snapshot itself is bad (its chunks contradict its metadata).
@@ -50,10 +52,10 @@ impl Restore {
                 snapshot.format,
             )));
         }
-        let metadata = SnapshotMetadata::decode(&snapshot.metadata).map_err(|e| match e {
-            SnapshotError::UnknownFormat(_) => Refusal::Format(e),
-            e => Refusal::Reject(e.to_string()),
-        })?;
+        // Any fault in the metadata is this snapshot's, never format 1's: a
+        // REJECT_FORMAT here would make CometBFT drop every format-1 snapshot.
+        let metadata = SnapshotMetadata::decode(&snapshot.metadata)
+            .map_err(|e| Refusal::Reject(e.to_string()))?;
         let hash = sha256(&snapshot.metadata);
         if snapshot.hash.as_ref() != hash.as_slice() {
             return Err(Refusal::Reject(format!(
@@ -138,7 +140,7 @@ impl Restore {
             ));
         }
         let chunks = std::mem::take(&mut self.chunks);
-        let mut all: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+        let mut all: Pairs = Vec::new();
         for (index, pairs) in chunks {
             // Keys increase within a chunk (decode_chunk) and must across chunks.
             if let (Some((last, _)), Some((first, _))) = (all.last(), pairs.first())
