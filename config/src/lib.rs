@@ -1,7 +1,7 @@
 //! Typed configuration of a vichain node and the chain's genesis.
 //!
 //! [`NodeConfig`] is the node's own `config.toml` (listen addresses, mempool and dev
-//! chain settings); [`Genesis`] is a CometBFT-compatible `genesis.json` whose
+//! chain settings, state-sync snapshots); [`Genesis`] is a CometBFT-compatible `genesis.json` whose
 //! `app_state` ([`AppState`]) holds the ledger's accounts, authority, initial models
 //! and parameters. Every config has working defaults for a single local node and a
 //! `validate` step that names the offending field.
@@ -14,8 +14,8 @@ pub use genesis::{
     PolicyConfig, PubKeyJson, default_consensus_params,
 };
 pub use node::{
-    AbciAddr, AbciConfig, CometConfig, DevConfig, GrpcConfig, MempoolConfig, MetricsConfig,
-    NodeConfig,
+    AbciAddr, AbciConfig, CometConfig, DevConfig, GrpcConfig, MAX_SNAPSHOT_CHUNK_BYTES,
+    MIN_SNAPSHOT_CHUNK_BYTES, MempoolConfig, MetricsConfig, NodeConfig, StateSyncConfig,
 };
 
 /// Errors of loading or validating configuration.

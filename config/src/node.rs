@@ -16,6 +16,7 @@ pub struct NodeConfig {
     pub mempool: MempoolConfig,
     pub dev: DevConfig,
     pub metrics: MetricsConfig,
+    pub state_sync: StateSyncConfig,
 }
 
 impl Default for NodeConfig {
@@ -28,6 +29,7 @@ impl Default for NodeConfig {
             mempool: MempoolConfig::default(),
             dev: DevConfig::default(),
             metrics: MetricsConfig::default(),
+            state_sync: StateSyncConfig::default(),
         }
     }
 }
@@ -180,6 +182,65 @@ impl Default for DevConfig {
     }
 }
 
+/// Largest snapshot chunk this node writes or accepts. CometBFT carries a chunk in
+/// one p2p message of at most 16e6 bytes (about 15.3 MiB) including its envelope,
+/// so a chunk stays at 15 MiB.
+pub const MAX_SNAPSHOT_CHUNK_BYTES: u64 = 15 * 1024 * 1024;
+/// Smallest `state_sync.chunk_bytes`: smaller chunks only multiply round trips.
+pub const MIN_SNAPSHOT_CHUNK_BYTES: u64 = 4 * 1024;
+
+/// State-sync snapshots this node takes and serves to nodes that join by state
+/// sync (CometBFT's `[statesync]` section configures the joining side; a node
+/// restores a snapshot whatever this section says).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StateSyncConfig {
+    /// Take a snapshot after committing every block whose height is a multiple of
+    /// this; 0 never takes one. Off by default, as in the Cosmos SDK: a snapshot is
+    /// a full copy of the state written next to it, which a single local node or a
+    /// validator has no use for; the nodes that serve joiners opt in (a few hundred
+    /// to a few thousand blocks is usual).
+    pub snapshot_interval: u64,
+    /// How many of the newest snapshots are kept on disk; older ones are deleted.
+    pub snapshot_keep_recent: u32,
+    /// Size a snapshot chunk is cut to, bytes (a single state entry larger than this
+    /// gets a chunk of its own). At least 4 KiB and at most 15 MiB
+    /// ([`MAX_SNAPSHOT_CHUNK_BYTES`]).
+    pub chunk_bytes: u64,
+}
+
+impl Default for StateSyncConfig {
+    fn default() -> Self {
+        Self {
+            snapshot_interval: 0,
+            snapshot_keep_recent: 2,
+            chunk_bytes: 1024 * 1024,
+        }
+    }
+}
+
+impl StateSyncConfig {
+    /// Checks the bounds of each field.
+    pub fn validate(&self) -> Result<()> {
+        if self.snapshot_keep_recent == 0 {
+            return Err(Error::Invalid {
+                field: "state_sync.snapshot_keep_recent",
+                reason: "must be at least 1".into(),
+            });
+        }
+        if !(MIN_SNAPSHOT_CHUNK_BYTES..=MAX_SNAPSHOT_CHUNK_BYTES).contains(&self.chunk_bytes) {
+            return Err(Error::Invalid {
+                field: "state_sync.chunk_bytes",
+                reason: format!(
+                    "{} is outside {MIN_SNAPSHOT_CHUNK_BYTES}..={MAX_SNAPSHOT_CHUNK_BYTES}",
+                    self.chunk_bytes
+                ),
+            });
+        }
+        Ok(())
+    }
+}
+
 impl NodeConfig {
     /// Checks every field that can be wrong independently of the others.
     pub fn validate(&self) -> Result<()> {
@@ -209,6 +270,7 @@ impl NodeConfig {
                 reason: "must be positive".into(),
             });
         }
+        self.state_sync.validate()?;
         Ok(())
     }
 
@@ -245,6 +307,9 @@ const HEADER: &str = "\
 # [dev] max_block_bytes   largest block produced by `vichaind dev`
 # [metrics] enabled   serve Prometheus /metrics, the dashboard (/) and its JSON API (/api/)
 # [metrics] listen    address of that HTTP server
+# [state_sync] snapshot_interval   take a state-sync snapshot every N blocks (0 = never)
+# [state_sync] snapshot_keep_recent   how many snapshots are kept on disk
+# [state_sync] chunk_bytes   size of a snapshot chunk (4 KiB to 15 MiB)
 #
 # Every field may be omitted; omitted fields take the defaults shown here.
 ";
@@ -286,6 +351,38 @@ mod tests {
             toml::from_str("[metrics]\nenabled = false\nlisten = \"0.0.0.0:9100\"").unwrap();
         assert!(!cfg.metrics.enabled);
         assert_eq!(cfg.metrics.listen.port(), 9100);
+    }
+
+    #[test]
+    fn state_sync_takes_defaults_and_bounds_its_chunks() {
+        let cfg: NodeConfig = toml::from_str("moniker = \"x\"").unwrap();
+        assert_eq!(cfg.state_sync, StateSyncConfig::default());
+        assert_eq!(cfg.state_sync.snapshot_interval, 0);
+        assert_eq!(cfg.state_sync.snapshot_keep_recent, 2);
+        let cfg: NodeConfig =
+            toml::from_str("[state_sync]\nsnapshot_interval = 100\nchunk_bytes = 65536").unwrap();
+        assert_eq!(cfg.state_sync.snapshot_interval, 100);
+        assert_eq!(cfg.state_sync.chunk_bytes, 65536);
+        assert_eq!(cfg.state_sync.snapshot_keep_recent, 2);
+        cfg.validate().unwrap();
+
+        for (chunk_bytes, keep) in [
+            (MAX_SNAPSHOT_CHUNK_BYTES + 1, 2),
+            (16 * 1024 * 1024, 2),
+            (MIN_SNAPSHOT_CHUNK_BYTES - 1, 2),
+            (0, 2),
+            (1024 * 1024, 0),
+        ] {
+            let mut cfg = NodeConfig::default();
+            cfg.state_sync.chunk_bytes = chunk_bytes;
+            cfg.state_sync.snapshot_keep_recent = keep;
+            let err = cfg.validate().unwrap_err().to_string();
+            assert!(err.contains("state_sync."), "{err}");
+        }
+        let err = toml::from_str::<NodeConfig>("[state_sync]\ninterval = 5")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("interval"), "{err}");
     }
 
     #[test]

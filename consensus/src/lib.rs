@@ -8,6 +8,10 @@
 //! rejected one gets a [`TxError`] with a stable code. Queries return values with
 //! ics23 proofs that [`query::verify`] checks against an app hash.
 //!
+//! [`SnapshotStore`] takes state-sync snapshots after Commit and serves them; any
+//! [`App`] restores one into an empty store (ABCI's OfferSnapshot and
+//! ApplySnapshotChunk), checking the rebuilt root against the trusted app hash.
+//!
 //! [`metrics`] records operators' metrics (through the `metrics` facade) once per
 //! finalized block, from its results and events, and keeps the recent blocks the
 //! node's dashboard shows.
@@ -34,6 +38,7 @@ mod jobs;
 pub mod metrics;
 mod proofs;
 pub mod query;
+mod snapshot;
 mod state;
 pub mod state_key;
 mod store;
@@ -57,8 +62,13 @@ pub use proofs::{
     batch_randomness,
 };
 pub use query::{QueryResult, QueryTarget, verify_membership, verify_non_membership};
+pub use snapshot::{
+    MAX_CHUNK_BYTES, MAX_CHUNKS, MAX_KEY_BYTES, MAX_METADATA_BYTES, MAX_SNAPSHOT_BYTES,
+    MAX_VALUE_BYTES, Pairs, SNAPSHOT_FORMAT, SnapshotError, SnapshotInfo, SnapshotMetadata,
+    SnapshotResult, SnapshotStore, decode_chunk, encode_chunk,
+};
 pub use state::{Overlay, StateRead, StateReadExt};
-pub use store::{ChangeSet, Committed, PendingCommit, Storage};
+pub use store::{ChangeSet, Committed, PendingCommit, PendingRestore, ReadView, Storage};
 pub use tx::{SIGN_DOMAIN, SigCache, SignedTx, action_kind, sign_bytes, sign_tx, tx_hash};
 
 /// Re-exported so that users of the ABCI types need not pin tendermint-proto.

@@ -109,6 +109,10 @@ pub const VERIFY_PROOFS: &str = "vichain_verification_proofs_total";
 pub const VERIFY_ATTESTATION_DURATION: &str = "vichain_verification_attestation_duration_seconds";
 pub const VERIFY_ATTESTATIONS: &str = "vichain_verification_attestations_total";
 
+pub const STATESYNC_SNAPSHOTS: &str = "vichain_statesync_snapshots_total";
+pub const STATESYNC_SNAPSHOT_HEIGHT: &str = "vichain_statesync_snapshot_height";
+pub const STATESYNC_CHUNKS_REJECTED: &str = "vichain_statesync_chunks_rejected_total";
+
 use MetricKind::{Counter, Gauge, Histogram};
 
 /// Every metric the ledger exports.
@@ -272,6 +276,27 @@ pub const METRICS: &[MetricDef] = &[
         Counter,
         &["kind", "result"],
         "TEE evidence verifications by kind (sev-snp, tdx, sgx, simulated) and result (ok, invalid).",
+        &[],
+    ),
+    def(
+        STATESYNC_SNAPSHOTS,
+        Counter,
+        &["result"],
+        "State-sync snapshots this node took, by result (ok, failed; a snapshot skipped while the previous one is still being written counts as failed).",
+        &[],
+    ),
+    def(
+        STATESYNC_SNAPSHOT_HEIGHT,
+        Gauge,
+        &[],
+        "Height of the newest state-sync snapshot this node wrote (0: none yet).",
+        &[],
+    ),
+    def(
+        STATESYNC_CHUNKS_REJECTED,
+        Counter,
+        &[],
+        "Snapshot chunks received while restoring by state sync that did not match their hash (refetched from another peer).",
         &[],
     ),
 ];
@@ -578,6 +603,22 @@ pub(crate) fn attestation_verification<T, E>(
     let result = if r.is_ok() { "ok" } else { "invalid" };
     counter!(VERIFY_ATTESTATIONS, "kind" => kind, "result" => result).increment(1);
     r
+}
+
+/// A snapshot written at `height`, or (`None`) one that failed or was skipped.
+pub(crate) fn snapshot_written(height: Option<u64>) {
+    match height {
+        Some(h) => {
+            counter!(STATESYNC_SNAPSHOTS, "result" => "ok").increment(1);
+            gauge!(STATESYNC_SNAPSHOT_HEIGHT).set(h as f64);
+        }
+        None => counter!(STATESYNC_SNAPSHOTS, "result" => "failed").increment(1),
+    }
+}
+
+/// A snapshot chunk that did not match its hash while restoring.
+pub(crate) fn snapshot_chunk_rejected() {
+    counter!(STATESYNC_CHUNKS_REJECTED).increment(1);
 }
 
 /// A committed block as the dashboard shows it (kept in memory, not in state).

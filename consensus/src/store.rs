@@ -13,12 +13,17 @@
 //! - `jmt_values`: key_hash || version (big endian) -> tag byte || value
 //! - `jmt_preimages`: key_hash -> key (jmt needs neighbours' keys for absence proofs)
 //! - `latest`: key -> value at the last committed version (reads and prefix scans)
-//! - `meta`: last committed height, its app hash, genesis facts
+//! - `meta`: last committed height, its app hash, genesis facts, and the earliest
+//!   height with state (set when the state was restored from a snapshot)
 //!
 //! A block's changes are hashed into a new root at FinalizeBlock without writing
 //! ([`Storage::prepare`]); [`Storage::commit`] then writes nodes, values, latest
 //! state and the new height in one redb transaction, so a crash leaves either the
 //! previous block or the new one on disk, never half of one.
+//!
+//! A state-sync restore ([`Storage::prepare_restore`], [`Storage::commit_restore`])
+//! builds the tree of one version from the full set of key/value pairs into an
+//! empty store, in one transaction as well.
 
 use std::{collections::BTreeMap, path::Path};
 
@@ -26,7 +31,7 @@ use jmt::{
     JellyfishMerkleTree, KeyHash, OwnedValue, RootHash, Version,
     storage::{HasPreimage, LeafNode, Node, NodeKey, TreeReader, TreeUpdateBatch},
 };
-use redb::{Database, ReadableDatabase, TableDefinition};
+use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition};
 use sha2::Sha256;
 
 use crate::{Error, Result};
@@ -40,6 +45,7 @@ const PREIMAGES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("jmt_preim
 const META_HEIGHT: &str = "height";
 const META_APP_HASH: &str = "app_hash";
 const META_INITIAL_HEIGHT: &str = "initial_height";
+const META_EARLIEST_HEIGHT: &str = "earliest_height";
 
 /// A set of changes to apply: `None` deletes the key. Ordered, so iteration is
 /// deterministic.
@@ -74,6 +80,31 @@ pub struct Committed {
     /// Height of the first block; genesis state is tree version 0 and block `h` is
     /// version `h - initial_height + 1`.
     pub initial_height: u64,
+    /// Lowest height whose state (and proofs) this store has: `initial_height - 1`
+    /// (genesis) normally, the snapshot's height after a state-sync restore.
+    pub earliest_height: u64,
+}
+
+/// A consistent, read-only view of the state at the commit it was opened after (a
+/// redb MVCC read transaction), `Send` so that a snapshot can be written from it on
+/// another thread while blocks keep committing. It holds the pages of that
+/// version from being reused until dropped.
+#[derive(Debug)]
+pub struct ReadView {
+    txn: ReadTransaction,
+}
+
+/// The tree of a restored state, hashed but not yet written
+/// ([`Storage::prepare_restore`]).
+#[derive(Debug)]
+pub struct PendingRestore {
+    pub height: u64,
+    pub initial_height: u64,
+    /// Root of the rebuilt tree: compare it with the trusted app hash before
+    /// [`Storage::commit_restore`].
+    pub app_hash: [u8; 32],
+    pairs: Vec<(Vec<u8>, Vec<u8>)>,
+    batch: TreeUpdateBatch,
 }
 
 impl Storage {
@@ -97,28 +128,14 @@ impl Storage {
 
     /// The last committed block, or `None` before genesis.
     pub fn committed(&self) -> Result<Option<Committed>> {
-        let txn = self.db.begin_read()?;
-        let meta = txn.open_table(META)?;
-        let Some(initial) = meta.get(META_INITIAL_HEIGHT)? else {
-            return Ok(None);
-        };
-        let initial_height = read_u64(initial.value(), META_INITIAL_HEIGHT)?;
-        let height = match meta.get(META_HEIGHT)? {
-            Some(v) => read_u64(v.value(), META_HEIGHT)?,
-            None => 0,
-        };
-        let app_hash = match meta.get(META_APP_HASH)? {
-            Some(v) => v
-                .value()
-                .try_into()
-                .map_err(|_| corrupt(META_APP_HASH, "not 32 bytes"))?,
-            None => return Err(corrupt(META_APP_HASH, "missing")),
-        };
-        Ok(Some(Committed {
-            height,
-            app_hash,
-            initial_height,
-        }))
+        read_committed(&self.db.begin_read()?)
+    }
+
+    /// A view of the state as last committed, unaffected by later commits.
+    pub fn read_view(&self) -> Result<ReadView> {
+        Ok(ReadView {
+            txn: self.db.begin_read()?,
+        })
     }
 
     /// Reads the latest committed value of `key`.
@@ -197,21 +214,7 @@ impl Storage {
     pub fn commit(&self, pending: PendingCommit) -> Result<()> {
         let txn = self.db.begin_write()?;
         {
-            let mut nodes = txn.open_table(NODES)?;
-            for (key, node) in pending.batch.node_batch.nodes() {
-                let k = borsh::to_vec(key).map_err(|e| Error::Storage(e.to_string()))?;
-                let v = borsh::to_vec(node).map_err(|e| Error::Storage(e.to_string()))?;
-                nodes.insert(k.as_slice(), v.as_slice())?;
-            }
-            let mut values = txn.open_table(VALUES)?;
-            for ((version, key_hash), value) in pending.batch.node_batch.values() {
-                let k = value_key(key_hash, *version);
-                let v = match value {
-                    Some(v) => [&[1u8][..], v].concat(),
-                    None => vec![0u8],
-                };
-                values.insert(k.as_slice(), v.as_slice())?;
-            }
+            write_tree(&txn, &pending.batch)?;
             let mut preimages = txn.open_table(PREIMAGES)?;
             let mut latest = txn.open_table(LATEST)?;
             for (key, value) in &pending.changes {
@@ -247,11 +250,15 @@ impl Storage {
         let committed = self
             .committed()?
             .ok_or_else(|| Error::Query("no state committed yet".into()))?;
-        if height > committed.height || height + 1 < committed.initial_height {
+        if height > committed.height || height < committed.earliest_height {
+            let restored = if committed.earliest_height + 1 > committed.initial_height {
+                " (this node was restored from a snapshot at that height)"
+            } else {
+                ""
+            };
             return Err(Error::Query(format!(
-                "height {height} is outside the committed range {}..={}",
-                committed.initial_height.saturating_sub(1),
-                committed.height
+                "height {height} is outside the committed range {}..={}{restored}",
+                committed.earliest_height, committed.height
             )));
         }
         let version = (height + 1).saturating_sub(committed.initial_height);
@@ -261,6 +268,158 @@ impl Storage {
         let (value, proof) = tree.get_with_ics23_proof(key.to_vec(), version)?;
         Ok((value, proof, root.0))
     }
+}
+
+impl Storage {
+    /// Hashes the complete state of block `height` (every key/value pair, each key
+    /// once) into the tree of that height's version, without writing anything. The
+    /// store must be empty: a restore never mixes with existing state.
+    pub fn prepare_restore(
+        &self,
+        height: u64,
+        initial_height: u64,
+        pairs: Vec<(Vec<u8>, Vec<u8>)>,
+    ) -> Result<PendingRestore> {
+        if let Some(c) = self.committed()? {
+            return Err(Error::Protocol(format!(
+                "restore of height {height} into a store that already holds height {}",
+                c.height
+            )));
+        }
+        if initial_height == 0 || initial_height > height {
+            return Err(Error::Protocol(format!(
+                "restore of height {height} with initial height {initial_height}: a snapshot is of a block at or after the first"
+            )));
+        }
+        if pairs.is_empty() {
+            return Err(Error::Protocol(format!(
+                "restore of height {height} holds no state"
+            )));
+        }
+        let version = height - initial_height + 1;
+        let reader = RestoreReader {
+            inner: Reader::new(&self.db)?,
+            version,
+        };
+        let tree = JellyfishMerkleTree::<_, TreeHasher>::new(&reader);
+        let value_set = pairs
+            .iter()
+            .map(|(k, v)| (KeyHash::with::<TreeHasher>(k), Some(v.clone())))
+            .collect::<Vec<(KeyHash, Option<OwnedValue>)>>();
+        let (root, batch) = tree.put_value_set(value_set, version)?;
+        Ok(PendingRestore {
+            height,
+            initial_height,
+            app_hash: root.0,
+            pairs,
+            batch,
+        })
+    }
+
+    /// Writes a restored state in one transaction: the tree, the latest values, the
+    /// key preimages, and `height` as both the committed and the earliest height.
+    pub fn commit_restore(&self, restore: PendingRestore) -> Result<()> {
+        let txn = self.db.begin_write()?;
+        {
+            let mut meta = txn.open_table(META)?;
+            if meta.get(META_INITIAL_HEIGHT)?.is_some() {
+                return Err(Error::Protocol(format!(
+                    "restore of height {} into a store that already holds state",
+                    restore.height
+                )));
+            }
+            meta.insert(
+                META_INITIAL_HEIGHT,
+                restore.initial_height.to_be_bytes().as_slice(),
+            )?;
+            meta.insert(META_HEIGHT, restore.height.to_be_bytes().as_slice())?;
+            meta.insert(META_APP_HASH, restore.app_hash.as_slice())?;
+            meta.insert(
+                META_EARLIEST_HEIGHT,
+                restore.height.to_be_bytes().as_slice(),
+            )?;
+            write_tree(&txn, &restore.batch)?;
+            let mut preimages = txn.open_table(PREIMAGES)?;
+            let mut latest = txn.open_table(LATEST)?;
+            for (key, value) in &restore.pairs {
+                let key_hash = KeyHash::with::<TreeHasher>(key);
+                preimages.insert(key_hash.0.as_slice(), key.as_slice())?;
+                latest.insert(key.as_slice(), value.as_slice())?;
+            }
+        }
+        txn.commit()?;
+        Ok(())
+    }
+}
+
+impl ReadView {
+    /// The last committed block as of this view.
+    pub fn committed(&self) -> Result<Option<Committed>> {
+        read_committed(&self.txn)
+    }
+
+    /// Calls `f` on every latest key/value pair, in key order, stopping at its
+    /// first error.
+    pub fn for_each_latest<E: From<Error>>(
+        &self,
+        mut f: impl FnMut(&[u8], &[u8]) -> std::result::Result<(), E>,
+    ) -> std::result::Result<(), E> {
+        let table = self.txn.open_table(LATEST).map_err(Error::from)?;
+        for entry in table.iter().map_err(Error::from)? {
+            let (k, v) = entry.map_err(Error::from)?;
+            f(k.value(), v.value())?;
+        }
+        Ok(())
+    }
+}
+
+fn read_committed(txn: &ReadTransaction) -> Result<Option<Committed>> {
+    let meta = txn.open_table(META)?;
+    let Some(initial) = meta.get(META_INITIAL_HEIGHT)? else {
+        return Ok(None);
+    };
+    let initial_height = read_u64(initial.value(), META_INITIAL_HEIGHT)?;
+    let height = match meta.get(META_HEIGHT)? {
+        Some(v) => read_u64(v.value(), META_HEIGHT)?,
+        None => 0,
+    };
+    let app_hash = match meta.get(META_APP_HASH)? {
+        Some(v) => v
+            .value()
+            .try_into()
+            .map_err(|_| corrupt(META_APP_HASH, "not 32 bytes"))?,
+        None => return Err(corrupt(META_APP_HASH, "missing")),
+    };
+    let earliest_height = match meta.get(META_EARLIEST_HEIGHT)? {
+        Some(v) => read_u64(v.value(), META_EARLIEST_HEIGHT)?,
+        None => initial_height.saturating_sub(1),
+    };
+    Ok(Some(Committed {
+        height,
+        app_hash,
+        initial_height,
+        earliest_height,
+    }))
+}
+
+/// Writes the nodes and versioned values of a tree update.
+fn write_tree(txn: &redb::WriteTransaction, batch: &TreeUpdateBatch) -> Result<()> {
+    let mut nodes = txn.open_table(NODES)?;
+    for (key, node) in batch.node_batch.nodes() {
+        let k = borsh::to_vec(key).map_err(|e| Error::Storage(e.to_string()))?;
+        let v = borsh::to_vec(node).map_err(|e| Error::Storage(e.to_string()))?;
+        nodes.insert(k.as_slice(), v.as_slice())?;
+    }
+    let mut values = txn.open_table(VALUES)?;
+    for ((version, key_hash), value) in batch.node_batch.values() {
+        let k = value_key(key_hash, *version);
+        let v = match value {
+            Some(v) => [&[1u8][..], v].concat(),
+            None => vec![0u8],
+        };
+        values.insert(k.as_slice(), v.as_slice())?;
+    }
+    Ok(())
 }
 
 fn value_key(key_hash: &KeyHash, version: Version) -> Vec<u8> {
@@ -334,8 +493,41 @@ impl TreeReader for Reader {
     }
 
     fn get_rightmost_leaf(&self) -> anyhow::Result<Option<(NodeKey, LeafNode)>> {
-        // Only used by jmt's state-sync restore, which this node does not offer.
-        anyhow::bail!("tree restore is not supported")
+        // Only used by jmt's own chunked restore; this node restores a snapshot by
+        // rebuilding the tree from its pairs (`Storage::prepare_restore`).
+        anyhow::bail!("jmt's chunked tree restore is not used")
+    }
+}
+
+/// The reader of a restore into an empty store. jmt builds version `v > 0` on top
+/// of the root of `v - 1`, which a restored store never had: this reports that root
+/// as the empty tree, so the restored tree holds exactly the snapshot's pairs.
+struct RestoreReader {
+    inner: Reader,
+    version: Version,
+}
+
+impl TreeReader for RestoreReader {
+    fn get_node_option(&self, node_key: &NodeKey) -> anyhow::Result<Option<Node>> {
+        if self.version > 0
+            && node_key.version() == self.version - 1
+            && node_key.nibble_path().is_empty()
+        {
+            return Ok(Some(Node::Null));
+        }
+        self.inner.get_node_option(node_key)
+    }
+
+    fn get_value_option(
+        &self,
+        max_version: Version,
+        key_hash: KeyHash,
+    ) -> anyhow::Result<Option<OwnedValue>> {
+        self.inner.get_value_option(max_version, key_hash)
+    }
+
+    fn get_rightmost_leaf(&self) -> anyhow::Result<Option<(NodeKey, LeafNode)>> {
+        self.inner.get_rightmost_leaf()
     }
 }
 

@@ -25,6 +25,8 @@ use vichain_consensus::{
 };
 use vichain_proto::v1::{self as pb, tx_body::Action};
 
+mod snapshots;
+
 const CHAIN: &str = "vichain-abci-test";
 
 fn user() -> SigningKey {

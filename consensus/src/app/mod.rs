@@ -10,7 +10,9 @@ use tendermint_proto::{
         crypto as tmcrypto,
     },
 };
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
+
+mod statesync;
 
 use crate::{
     Error, Result, TxError,
@@ -19,6 +21,7 @@ use crate::{
     genesis, jobs, metrics,
     proofs::{self, KeyCache, ProofCtx},
     query::{self, QueryResult},
+    snapshot::{Restore, SnapshotStore},
     state::{Overlay, StateReadExt},
     state_key,
     store::{ChangeSet, PendingCommit, Storage},
@@ -43,6 +46,10 @@ pub struct App {
     sig_cache: SigCache,
     /// Prepared zk verifying keys, by hash.
     zk_keys: Arc<KeyCache>,
+    /// Where state-sync snapshots are taken and served from; `None`: neither.
+    snapshots: Option<Arc<SnapshotStore>>,
+    /// The snapshot accepted by OfferSnapshot, while its chunks arrive.
+    restore: Option<Restore>,
 }
 
 /// Result of running one transaction.
@@ -78,11 +85,24 @@ impl App {
             pending: None,
             sig_cache: SigCache::default(),
             zk_keys: Arc::default(),
+            snapshots: None,
+            restore: None,
         }
+    }
+
+    /// Takes state-sync snapshots into `snapshots` (as its config says) and serves
+    /// them to joining nodes. Restoring a snapshot works with or without it.
+    pub fn with_snapshots(mut self, snapshots: SnapshotStore) -> Self {
+        self.snapshots = Some(Arc::new(snapshots));
+        self
     }
 
     pub fn store(&self) -> &Arc<Storage> {
         &self.store
+    }
+
+    pub fn snapshots(&self) -> Option<&SnapshotStore> {
+        self.snapshots.as_deref()
     }
 
     /// Dispatches one ABCI request. `Err` means the node is broken and must stop.
@@ -97,19 +117,10 @@ impl App {
             Some(Q::Query(r)) => R::Query(self.query(&r)),
             Some(Q::CheckTx(r)) => R::CheckTx(self.check_tx(&r.tx)?),
             Some(Q::Commit(_)) => R::Commit(self.commit()?),
-            Some(Q::ListSnapshots(_)) => R::ListSnapshots(abci::ResponseListSnapshots::default()),
-            Some(Q::OfferSnapshot(_)) => R::OfferSnapshot(abci::ResponseOfferSnapshot {
-                result: response_offer_snapshot_reject(),
-            }),
-            Some(Q::LoadSnapshotChunk(_)) => {
-                R::LoadSnapshotChunk(abci::ResponseLoadSnapshotChunk::default())
-            }
-            Some(Q::ApplySnapshotChunk(_)) => {
-                R::ApplySnapshotChunk(abci::ResponseApplySnapshotChunk {
-                    result: abci::response_apply_snapshot_chunk::Result::Abort as i32,
-                    ..Default::default()
-                })
-            }
+            Some(Q::ListSnapshots(_)) => R::ListSnapshots(self.list_snapshots()),
+            Some(Q::OfferSnapshot(r)) => R::OfferSnapshot(self.offer_snapshot(&r)?),
+            Some(Q::LoadSnapshotChunk(r)) => R::LoadSnapshotChunk(self.load_snapshot_chunk(&r)),
+            Some(Q::ApplySnapshotChunk(r)) => R::ApplySnapshotChunk(self.apply_snapshot_chunk(&r)?),
             Some(Q::PrepareProposal(r)) => R::PrepareProposal(self.prepare_proposal(&r)?),
             Some(Q::ProcessProposal(r)) => R::ProcessProposal(self.process_proposal(&r)?),
             Some(Q::ExtendVote(r)) => R::ExtendVote(self.extend_vote(&r)),
@@ -466,6 +477,17 @@ impl App {
         self.check_changes.clear();
         metrics::block_committed(height, started);
         debug!(height, "Commit");
+        if let Some(snapshots) = self.snapshots.as_ref().filter(|s| s.is_due(height)) {
+            // The view is opened before Commit returns, so it is of exactly this
+            // height whatever commits while the snapshot is written.
+            match self.store.read_view() {
+                Ok(view) => snapshots.spawn_write(view, height),
+                Err(e) => {
+                    error!(height, error = %e, "snapshot failed: cannot read the committed state");
+                    metrics::snapshot_written(None);
+                }
+            }
+        }
         Ok(abci::ResponseCommit { retain_height: 0 })
     }
 
@@ -612,8 +634,4 @@ pub fn time_ns(t: Option<&Timestamp>) -> i64 {
             .saturating_add(i64::from(t.nanos))
     })
     .unwrap_or(0)
-}
-
-fn response_offer_snapshot_reject() -> i32 {
-    abci::response_offer_snapshot::Result::Reject as i32
 }
