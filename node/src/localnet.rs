@@ -748,7 +748,7 @@ impl Localnet {
     }
 }
 
-/// Sets vichaind's config of a localnet node: state-sync snapshots.
+/// Sets vichaind's config of a localnet node: its name, state-sync snapshots.
 fn configure_node(home: &Home, opts: &LocalnetOptions) -> Result<()> {
     let mut config = home.load_config()?;
     config.moniker = home
@@ -757,7 +757,10 @@ fn configure_node(home: &Home, opts: &LocalnetOptions) -> Result<()> {
         .and_then(|n| n.to_str())
         .unwrap_or("node")
         .to_owned();
-    let _ = opts.snapshot_interval;
+    config.state_sync.snapshot_interval = opts.snapshot_interval;
+    // Small chunks: a localnet's state is small, and several chunks exercise the
+    // verification of each.
+    config.state_sync.chunk_bytes = 4096;
     config.save(&home.config())?;
     Ok(())
 }

@@ -509,9 +509,18 @@ fn chunk_files(home: &Path) -> Vec<PathBuf> {
     while let Some(d) = dirs.pop() {
         for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
             let p = e.path();
-            if p.is_dir() {
+            // Snapshots being written live in `.tmp-*` folders until renamed.
+            let hidden = p
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with('.'));
+            if p.is_dir() && !hidden {
                 dirs.push(p);
-            } else if p.extension().is_some_and(|x| x == "chunk") {
+            } else if p
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("chunk-"))
+            {
                 out.push(p);
             }
         }
@@ -536,6 +545,7 @@ fn metric(port: u16, name: &str) -> f64 {
 #[test]
 fn a_new_node_joins_by_state_sync_and_a_corrupted_chunk_is_refetched_never_applied() {
     let mut net = localnet(4, 10);
+    net.wait_height(0, 2, LONG).unwrap();
     // Some state worth restoring: accounts created over several blocks.
     for seed in 20..26u8 {
         transfer(

@@ -10,7 +10,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use tracing::info;
 use vichain_config::{AbciAddr, Genesis};
-use vichain_consensus::{Address, App, Storage, abci, dev_signing_key};
+use vichain_consensus::{Address, App, SnapshotStore, Storage, abci, dev_signing_key};
 use vichain_node::{
     comet::{CometRpc, CometView},
     dev::DevChain,
@@ -574,7 +574,19 @@ async fn start(home: Home, metrics_addr: Option<std::net::SocketAddr>) -> Result
 }
 
 async fn start_node(home: Home, config: vichain_config::NodeConfig) -> Result<()> {
-    let (store, app) = open_app(&home)?;
+    config.validate()?;
+    let store = Arc::new(
+        Storage::open(&home.state_db())
+            .with_context(|| format!("opening {}", home.state_db().display()))?,
+    );
+    // Snapshots for nodes joining by state sync, every `snapshot_interval` blocks; a
+    // node restores one offered to it either way.
+    let snapshots = home.root.join("data").join("snapshots");
+    let app = App::new(store.clone()).with_snapshots(
+        SnapshotStore::new(snapshots.clone(), config.state_sync.clone())
+            .with_context(|| format!("opening {}", snapshots.display()))?,
+    );
+    let app = Arc::new(Mutex::new(app));
     let mut tasks = TaskManager::new();
     let addr = AbciAddr::parse(&config.abci.listen)?;
     let listener = abci::AbciListener::bind(&addr)
