@@ -375,9 +375,9 @@ fn validators_survive_kill_9_catch_up_and_resume_after_a_full_restart() {
     assert_same_app_hashes(&net, &[0, 3], 1, target - 1);
 
     // 2. kill -9 both processes of node2 for at least 20 blocks; it blocksyncs back.
+    let stopped_at = net.height(2);
     net.nodes[2].kill_app();
     net.nodes[2].kill_comet();
-    let stopped_at = net.height(2);
     net.wait_height(0, stopped_at + 20, LONG).unwrap();
     net.start_node(2).unwrap();
     let target = net.height(0) + 2;
