@@ -237,13 +237,16 @@ pub struct CometSnapshot {
     pub updated_at: u64,
 }
 
+/// The signers (upper-hex addresses) of each recent height, oldest first.
+type SigningRecord = VecDeque<(u64, Vec<String>)>;
+
 /// The poller's shared state.
 #[derive(Debug, Clone)]
 pub struct CometView {
     rpc: CometRpc,
     latest: Arc<RwLock<CometSnapshot>>,
     /// Signers of each recent height, oldest first.
-    signing: Arc<RwLock<VecDeque<(u64, Vec<String>)>>>,
+    signing: Arc<RwLock<SigningRecord>>,
 }
 
 impl CometView {

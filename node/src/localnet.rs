@@ -730,11 +730,11 @@ impl Localnet {
     pub fn reap(&mut self) -> Vec<String> {
         let mut gone = Vec::new();
         let mut check = |name: String, c: &mut Option<Child>| {
-            if let Some(child) = c {
-                if let Ok(Some(status)) = child.try_wait() {
-                    gone.push(format!("{name} exited ({status})"));
-                    *c = None;
-                }
+            if let Some(child) = c
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                gone.push(format!("{name} exited ({status})"));
+                *c = None;
             }
         };
         for n in &mut self.nodes {

@@ -232,6 +232,37 @@ fn four_validators_agree_on_every_app_hash_and_prove_each_others_transactions() 
         assert_eq!(s.chain_id, "vichain-localnet-test");
     }
 
+    // The dashboard's API shows CometBFT's validator set with signing records, and
+    // the node's peers.
+    wait_until("the dashboard's view of CometBFT", LONG, || {
+        let v = http_json(net.nodes[1].ports.metrics, "/api/validators");
+        Ok(v["validators"].as_array().is_some_and(|a| a.len() == 4)
+            && v["peers"].as_array().is_some_and(|a| a.len() == 3)
+            && v["validators"][0]["window"].as_u64().unwrap_or(0) > 0)
+    })
+    .unwrap();
+    let v = http_json(net.nodes[1].ports.metrics, "/api/validators");
+    assert_eq!(v["mode"], "cometbft");
+    assert_eq!(v["status"]["catching_up"], false, "{v:#}");
+    for val in v["validators"].as_array().unwrap() {
+        assert_eq!(val["voting_power"], 10, "{v:#}");
+        assert!(val["last_signed_height"].as_u64().is_some(), "{v:#}");
+        // Every validator signs (a late precommit may miss a commit on a busy machine).
+        assert!(
+            val["missed_blocks"].as_u64().unwrap() < val["window"].as_u64().unwrap(),
+            "{v:#}"
+        );
+    }
+    assert_eq!(
+        v["status"]["validator_address"],
+        v["validators"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["address"] == v["status"]["validator_address"])
+            .unwrap()["address"]
+    );
+
     // A transaction CometBFT's CheckTx refuses comes back with vichain's code and log.
     let authority = net.authority().unwrap();
     let stale = vichain_consensus::sign_tx(
@@ -528,14 +559,26 @@ fn chunk_files(home: &Path) -> Vec<PathBuf> {
     out
 }
 
-/// The sum of a metric's series on a node's `/metrics` (plain HTTP/1.0 GET).
-fn metric(port: u16, name: &str) -> f64 {
+/// The body of `GET path` on a node's HTTP server (plain HTTP/1.0).
+fn http_get(port: u16, path: &str) -> String {
     use std::io::{Read, Write};
     let mut text = String::new();
     if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
-        let _ = s.write_all(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
+        let _ = write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
         let _ = s.read_to_string(&mut text);
     }
+    text.split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default()
+}
+
+fn http_json(port: u16, path: &str) -> serde_json::Value {
+    serde_json::from_str(&http_get(port, path)).unwrap_or(serde_json::Value::Null)
+}
+
+/// The sum of a metric's series on a node's `/metrics`.
+fn metric(port: u16, name: &str) -> f64 {
+    let text = http_get(port, "/metrics");
     text.lines()
         .filter(|l| l.starts_with(name))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
