@@ -91,14 +91,14 @@ pub struct PeerInfo {
 
 impl CometRpc {
     pub fn new(url: &str, timeout: Duration) -> Result<Self> {
-        let parsed: HttpClientUrl = url
-            .parse()
-            .with_context(|| format!("cometbft.rpc {url:?} is not an http(s) URL"))?;
+        let parsed: HttpClientUrl = url.parse().map_err(|e: tendermint_rpc::Error| {
+            anyhow::anyhow!("cometbft.rpc {url:?} is not an http(s) URL: {}", e.detail())
+        })?;
         let client = HttpClient::builder(parsed)
             .compat_mode(CompatMode::V0_38)
             .timeout(timeout)
             .build()
-            .with_context(|| format!("CometBFT RPC client for {url}"))?;
+            .map_err(|e| anyhow::anyhow!("CometBFT RPC client for {url}: {}", e.detail()))?;
         Ok(Self {
             url: url.trim_end_matches('/').to_owned(),
             client,
@@ -107,6 +107,15 @@ impl CometRpc {
 
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    /// A one-line error naming the endpoint and the call. tendermint-rs's errors
+    /// carry a multi-line trace in their `Display`; only the detail is kept, since
+    /// the message goes into logs and gRPC status headers.
+    fn error(&self, call: &str, e: &tendermint_rpc::Error) -> anyhow::Error {
+        let detail = e.detail().to_string();
+        let first = detail.lines().next().unwrap_or("").trim();
+        anyhow::anyhow!("CometBFT RPC {} {call}: {first}", self.url)
     }
 
     /// The tendermint-rs client, for calls not wrapped here.
@@ -120,7 +129,7 @@ impl CometRpc {
             .client
             .broadcast_tx_sync(tx.to_vec())
             .await
-            .with_context(|| format!("CometBFT RPC {} broadcast_tx_sync", self.url))?;
+            .map_err(|e| self.error("broadcast_tx_sync", &e))?;
         Ok(BroadcastResult {
             code: r.code.value(),
             log: r.log,
@@ -134,7 +143,7 @@ impl CometRpc {
             .client
             .status()
             .await
-            .with_context(|| format!("CometBFT RPC {} status", self.url))?;
+            .map_err(|e| self.error("status", &e))?;
         Ok(NodeStatus {
             node_id: s.node_info.id.to_string(),
             moniker: s.node_info.moniker.to_string(),
@@ -158,7 +167,7 @@ impl CometRpc {
             .client
             .validators(h, Paging::All)
             .await
-            .with_context(|| format!("CometBFT RPC {} validators", self.url))?;
+            .map_err(|e| self.error("validators", &e))?;
         Ok(r.validators
             .into_iter()
             .map(|v| ValidatorInfo {
@@ -178,7 +187,7 @@ impl CometRpc {
             .client
             .net_info()
             .await
-            .with_context(|| format!("CometBFT RPC {} net_info", self.url))?;
+            .map_err(|e| self.error("net_info", &e))?;
         Ok(r.peers
             .into_iter()
             .map(|p| PeerInfo {
@@ -198,7 +207,7 @@ impl CometRpc {
             .client
             .commit(h)
             .await
-            .with_context(|| format!("CometBFT RPC {} commit {height}", self.url))?;
+            .map_err(|e| self.error(&format!("commit {height}"), &e))?;
         Ok(c.signed_header
             .commit
             .signatures
@@ -220,7 +229,7 @@ impl CometRpc {
             .client
             .header(h)
             .await
-            .with_context(|| format!("CometBFT RPC {} header {height}", self.url))?;
+            .map_err(|e| self.error(&format!("header {height}"), &e))?;
         Ok(hex::encode(r.header.app_hash.as_bytes()))
     }
 }

@@ -27,6 +27,19 @@ pub const MAX_BROADCAST_BYTES: usize = 4 * 1024 * 1024;
 /// Most entries returned by a listing.
 pub const MAX_LIST: usize = 10_000;
 
+/// A message fit for a gRPC status header: one line of at most 1 KiB.
+fn one_line(s: &str) -> String {
+    let mut out: String = s.split_whitespace().collect::<Vec<_>>().join(" ");
+    if out.len() > 1024 {
+        let mut end = 1024;
+        while !out.is_char_boundary(end) {
+            end -= 1;
+        }
+        out.truncate(end);
+    }
+    out
+}
+
 /// The service implementation.
 #[derive(Debug, Clone)]
 pub struct NodeServer {
@@ -137,7 +150,7 @@ impl NodeService for NodeServer {
                 let r = rpc
                     .broadcast_tx_sync(&tx)
                     .await
-                    .map_err(|e| Status::unavailable(format!("{e:#}")))?;
+                    .map_err(|e| Status::unavailable(one_line(&format!("{e:#}"))))?;
                 Ok(Response::new(pb::BroadcastTxResponse {
                     code: r.code,
                     log: r.log,
