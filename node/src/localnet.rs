@@ -236,18 +236,12 @@ impl LocalNode {
             "{}: vichaind is already running",
             self.name
         );
-        let log = append_log(&self.home.root.join("vichaind.log"))?;
-        let child = Command::new(&opts.bins.vichaind)
-            .arg("start")
+        let mut cmd = Command::new(&opts.bins.vichaind);
+        cmd.arg("start")
             .arg("--home")
             .arg(&self.home.root)
-            .env("RUST_LOG", &opts.log_filter)
-            .env("VICHAIN_NODE_NAME", &self.name)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .with_context(|| format!("starting {}", opts.bins.vichaind.display()))?;
+            .env("RUST_LOG", &opts.log_filter);
+        let child = spawn_logged(&mut cmd, &self.home.root.join("vichaind.log"))?;
         self.app = Some(child);
         wait_until(
             &format!("{}'s ABCI port {}", self.name, self.ports.abci),
@@ -263,16 +257,9 @@ impl LocalNode {
             "{}: cometbft is already running",
             self.name
         );
-        let log = append_log(&self.home.root.join("cometbft.log"))?;
-        let child = Command::new(&opts.bins.cometbft)
-            .arg("start")
-            .arg("--home")
-            .arg(self.home.cometbft())
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .with_context(|| format!("starting {}", opts.bins.cometbft.display()))?;
+        let mut cmd = Command::new(&opts.bins.cometbft);
+        cmd.arg("start").arg("--home").arg(self.home.cometbft());
+        let child = spawn_logged(&mut cmd, &self.home.root.join("cometbft.log"))?;
         self.comet = Some(child);
         Ok(())
     }
@@ -817,6 +804,16 @@ fn spawn_worker(mut cmd: Command, home: &Path, filter: &str) -> Result<(Child, S
         }
     }
     Ok((child, peer.unwrap_or_default(), metrics.unwrap_or_default()))
+}
+
+/// Starts `cmd` with its stdout and stderr appended to `log`.
+fn spawn_logged(cmd: &mut Command, log: &Path) -> Result<Child> {
+    let file = append_log(log)?;
+    cmd.stdin(Stdio::null())
+        .stdout(file.try_clone()?)
+        .stderr(file)
+        .spawn()
+        .with_context(|| format!("starting {:?}", cmd.get_program()))
 }
 
 fn append_log(path: &Path) -> Result<File> {

@@ -2,14 +2,17 @@
 //! `vichaind dev` on the same machine in the same run:
 //!
 //! - transfers: throughput and broadcast-to-commit latency (p50, p99) of signed
-//!   transfers sent over gRPC `BroadcastTx` from 20 funded senders;
+//!   transfers sent over gRPC `BroadcastTx` by 20 funded senders in parallel, each
+//!   sending its nonces in order;
 //! - jobs: submit-to-final time of the demo models (`vichain submit --wait`, the CLI
 //!   a user runs), with workers attached to validators other than the client's;
 //! - joining: time for a new node to state-sync and catch up, against blocksync
 //!   from genesis, to the same height.
 //!
-//! `cargo bench -p vichain-tests --bench localnet` (needs `scripts/install-cometbft.sh`
-//! and `scripts/fetch-models.sh`; several minutes). Prints a Markdown table.
+//! `cargo test -p vichain-tests --bench localnet` runs it on the debug binaries that
+//! `scripts/localnet.sh` and `scripts/demo.sh` run (`cargo bench` the same on release
+//! ones, after a release build of the workspace). Needs `scripts/install-cometbft.sh`
+//! and `scripts/fetch-models.sh`; several minutes. Prints a Markdown table.
 //! `VICHAIN_BENCH_TRANSFERS` (default 400) sets the transfers per run.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -31,6 +34,8 @@ use vichain_proto::v1::{
 const BLOCK_TIME: Duration = Duration::from_millis(500);
 const SENDERS: usize = 20;
 const LONG: Duration = Duration::from_secs(300);
+/// Height at which new nodes join (state sync against blocksync from genesis).
+const JOIN_HEIGHT: u64 = 200;
 
 fn bin(name: &str) -> PathBuf {
     // target/release/deps/localnet-HASH -> target/release/NAME; the debug binaries
@@ -110,37 +115,38 @@ fn run_transfers(
         }
         let t0 = Instant::now();
         let mut watcher = c.clone();
-        let sender = tokio::spawn({
-            let keys = keys.clone();
+        // One task per sender, each sending its nonces in order; senders in parallel.
+        let mut tasks = Vec::new();
+        for (s, key) in keys.iter().enumerate() {
+            let key = key.clone();
             let chain_id = chain_id.to_owned();
-            let mut next = start_nonce.clone();
             let mut c = c.clone();
-            async move {
-                let mut times: Vec<Vec<Instant>> = vec![Vec::new(); keys.len()];
-                for j in 0..total {
-                    let s = j % keys.len();
+            let first = start_nonce[s];
+            let count = total / keys.len() + usize::from(s < total % keys.len());
+            tasks.push(tokio::spawn(async move {
+                let mut times = Vec::with_capacity(count);
+                for k in 0..count as u64 {
                     let tx = sign_tx(
-                        &keys[s],
+                        &key,
                         &chain_id,
-                        next[s],
+                        first + k,
                         1,
                         Action::Transfer(pb::Transfer {
                             to: vec![7; 20],
                             amount: 1,
                         }),
                     );
-                    times[s].push(Instant::now());
+                    times.push(Instant::now());
                     let r = c
                         .broadcast_tx(pb::BroadcastTxRequest { tx })
                         .await
                         .unwrap()
                         .into_inner();
                     assert_eq!(r.code, 0, "{}", r.log);
-                    next[s] += 1;
                 }
                 times
-            }
-        });
+            }));
+        }
         let mut committed_at: Vec<Vec<Instant>> = vec![Vec::new(); keys.len()];
         let per_sender = |s: usize| total / keys.len() + usize::from(s < total % keys.len());
         loop {
@@ -161,7 +167,10 @@ fn run_transfers(
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let elapsed = t0.elapsed();
-        let sent_at = sender.await.unwrap();
+        let mut sent_at = Vec::new();
+        for t in tasks {
+            sent_at.push(t.await.unwrap());
+        }
         let mut lat: Vec<f64> = sent_at
             .iter()
             .zip(&committed_at)
@@ -320,7 +329,7 @@ fn main() {
     let net_minilm = job_seconds(&grpc0, &node0, "operator", &minilm, 3);
 
     // --- joining at the same height: state sync, then blocksync from genesis.
-    net.wait_height(0, 60, LONG).unwrap();
+    net.wait_height(0, JOIN_HEIGHT, LONG).unwrap();
     let ss = net.add_node(true).unwrap();
     let t = Instant::now();
     net.start_node(ss).unwrap();
@@ -337,7 +346,7 @@ fn main() {
     println!("| workload | vichaind dev | 4-validator CometBFT localnet |");
     println!("| --- | --- | --- |");
     println!(
-        "| {total} transfers over gRPC, 20 senders: throughput | {:.0} tx/s | {:.0} tx/s |",
+        "| {total} transfers over gRPC, 20 senders in parallel: throughput | {:.0} tx/s | {:.0} tx/s |",
         dev_transfers.tps, net_transfers.tps
     );
     println!(
