@@ -590,4 +590,49 @@ mod tests {
         );
         assert!(cfg.contains(&s[0].node_id));
     }
+
+    #[test]
+    fn cometbft_config_is_valid_toml_with_ports_metrics_and_state_sync() {
+        let ports = Ports::from_base(40000, 2);
+        let mut t = CometToml::new("n2", ports, std::time::Duration::from_millis(500));
+        t.persistent_peers = vec!["abc@127.0.0.1:40000".into()];
+        let plain: toml::Value = toml::from_str(&t.render()).unwrap();
+        assert_eq!(plain["proxy_app"].as_str(), Some("tcp://127.0.0.1:40022"));
+        assert_eq!(
+            plain["rpc"]["laddr"].as_str(),
+            Some("tcp://127.0.0.1:40021")
+        );
+        assert_eq!(
+            plain["p2p"]["laddr"].as_str(),
+            Some("tcp://127.0.0.1:40020")
+        );
+        assert_eq!(
+            plain["p2p"]["persistent_peers"].as_str(),
+            Some("abc@127.0.0.1:40000")
+        );
+        assert_eq!(plain["consensus"]["timeout_commit"].as_str(), Some("500ms"));
+        assert_eq!(plain["instrumentation"]["prometheus"].as_bool(), Some(true));
+        assert_eq!(
+            plain["instrumentation"]["prometheus_listen_addr"].as_str(),
+            Some("127.0.0.1:40025")
+        );
+        assert_eq!(plain["statesync"]["enable"].as_bool(), Some(false));
+        t.state_sync = Some(StateSyncToml {
+            rpc_servers: vec!["http://127.0.0.1:1".into(), "http://127.0.0.1:2".into()],
+            trust_height: 42,
+            trust_hash: "AB".repeat(32),
+            trust_period: std::time::Duration::from_secs(3600),
+        });
+        let synced: toml::Value = toml::from_str(&t.render()).unwrap();
+        let ss = &synced["statesync"];
+        assert_eq!(ss["enable"].as_bool(), Some(true));
+        assert_eq!(
+            ss["rpc_servers"].as_str(),
+            Some("http://127.0.0.1:1,http://127.0.0.1:2")
+        );
+        assert_eq!(ss["trust_height"].as_integer(), Some(42));
+        assert_eq!(ss["trust_period"].as_str(), Some("3600s"));
+        assert_eq!(Ports::standard(1).grpc, 9100);
+        assert_eq!(Ports::standard(0).cometbft_metrics, 26661);
+    }
 }

@@ -2,6 +2,7 @@
 //! (`vichain-consensus`), the configuration (`vichain-config`) and the wire
 //! contract (`vichain-proto`).
 //!
+//! - [`abci`]: the ABCI socket server CometBFT connects to (`vichaind start`).
 //! - [`home`]: the home directory: `vichaind init`, key files, CometBFT's files.
 //! - [`infer`]: `vichain infer`: one job through the worker network as a client.
 //! - [`grpc`]: the `NodeService` gRPC server (status, broadcast, verifiable queries).
@@ -21,6 +22,7 @@
 //! - [`worker`]: `vichaind worker`: serve a shard of a split model over libp2p.
 //! - [`zk_tool`]: `vichaind zk setup|prove|verify` and `vichaind model commit`.
 
+pub mod abci;
 pub mod comet;
 pub mod dev;
 pub mod devnet;

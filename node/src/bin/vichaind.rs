@@ -10,8 +10,9 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use tracing::info;
 use vichain_config::{AbciAddr, Genesis};
-use vichain_consensus::{Address, App, SnapshotStore, Storage, abci, dev_signing_key};
+use vichain_consensus::{Address, App, SnapshotStore, Storage, dev_signing_key};
 use vichain_node::{
+    abci,
     comet::{CometRpc, CometView},
     dev::DevChain,
     grpc::{self, NodeServer, TxSink},

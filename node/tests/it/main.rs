@@ -14,6 +14,7 @@ use std::{
 
 use serde_json::Value;
 
+mod abci;
 mod dashboard;
 mod grafana;
 mod jobs;

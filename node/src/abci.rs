@@ -1,5 +1,6 @@
-//! The ABCI socket server: CometBFT v0.38's wire protocol (uvarint length-prefixed
-//! protobuf `Request`/`Response` frames) over TCP or a unix socket.
+//! The ABCI socket server of `vichaind start`: CometBFT v0.38's wire protocol (uvarint
+//! length-prefixed protobuf `Request`/`Response` frames) over TCP or a unix socket,
+//! serving the ledger's [`App`] (the state machine, which knows nothing of sockets).
 //!
 //! Written here rather than taken from tower-abci because tower-abci's connection
 //! task unwraps every error (a malformed frame panics the task) and its decoder has
@@ -21,7 +22,7 @@ use tokio::{
 };
 use tracing::{debug, error, info, warn};
 
-use crate::App;
+use vichain_consensus::App;
 
 /// Where the server listens.
 #[derive(Debug)]
