@@ -9,67 +9,20 @@ use vichain_proto::v1::{self as pb, tx_body::Action};
 use crate::{
     Address, Error, TxError, attest,
     crypto::parse_public_key,
-    jobs,
-    proofs::{self, ProofCtx},
+    ctx::{BlockCtx, Event, TxOutcome},
+    jobs::{self, REPUTATION_ONE},
+    proofs,
     state::{Overlay, StateRead, StateReadExt},
     state_key,
     tx::SignedTx,
 };
 
-/// Reputation is fixed point with this scale (1.0).
-pub const REPUTATION_ONE: u64 = 1_000_000;
 /// CometBFT's bound on total voting power is i64::MAX / 8; one validator stays well below.
 pub const MAX_VALIDATOR_POWER: u64 = 1 << 50;
 const MAX_MODEL_ID_LEN: usize = 64;
 const MAX_NAME_LEN: usize = 128;
 const MAX_FAMILY_LEN: usize = 32;
 const MAX_PEER_ID_LEN: usize = 128;
-
-/// Facts of the block being executed.
-#[derive(Debug, Clone)]
-pub struct BlockCtx {
-    pub height: u64,
-    /// Block time, unix nanoseconds.
-    pub time_ns: i64,
-    pub chain_id: String,
-    /// Hash of the block being finalized (zero while checking or proposing): the
-    /// seed of job assignment.
-    pub block_hash: [u8; 32],
-    pub params: pb::Params,
-    /// Verifying keys and this block's batch-verified proofs.
-    pub proofs: ProofCtx,
-}
-
-/// An ABCI event: a kind and ordered attributes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Event {
-    pub kind: String,
-    pub attributes: Vec<(String, String)>,
-}
-
-impl Event {
-    pub(crate) fn new(kind: &str) -> Self {
-        Self {
-            kind: kind.into(),
-            attributes: Vec::new(),
-        }
-    }
-
-    pub(crate) fn attr(mut self, key: &str, value: impl ToString) -> Self {
-        self.attributes.push((key.into(), value.to_string()));
-        self
-    }
-}
-
-/// What a successful transaction produced besides state changes.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TxOutcome {
-    pub events: Vec<Event>,
-    /// (ed25519 public key, new power; 0 removes).
-    pub validator_updates: Vec<(Vec<u8>, u64)>,
-    /// Returned to the client in the tx result's `data` (e.g. a job id).
-    pub data: Vec<u8>,
-}
 
 /// Executes `tx` on `state`. The outer error means the node is broken; the inner
 /// one that the transaction is invalid, in which case `state` must be discarded.

@@ -26,13 +26,15 @@ use vichain_proto::v1 as pb;
 use crate::{
     Address, Error, TxError,
     attest::attestation_is_current,
-    exec::{Event, REPUTATION_ONE, TxOutcome},
+    ctx::{BlockCtx, Event, TxOutcome},
     proofs,
     state::{Overlay, StateReadExt},
     state_key,
     tx::SignedTx,
 };
 
+/// Reputation is fixed point with this scale (1.0).
+pub const REPUTATION_ONE: u64 = 1_000_000;
 /// Domain of result commitments.
 pub const COMMIT_DOMAIN: &[u8] = b"vichain/commit/v1";
 const FINGERPRINT_DOMAIN: &[u8] = b"vichain/output/v1";
@@ -182,7 +184,7 @@ pub(crate) fn check_seal(s: &pb::SealInputs, params: &pb::Params) -> Result<(), 
 
 pub(crate) fn seal_inputs(
     state: &mut Overlay<'_>,
-    ctx: &crate::BlockCtx,
+    ctx: &BlockCtx,
     tx: &SignedTx,
     s: &pb::SealInputs,
     out: &mut TxOutcome,
@@ -331,7 +333,7 @@ pub(crate) fn check_record(r: &pb::RecordPipeline, params: &pb::Params) -> Resul
 
 pub(crate) fn record_pipeline(
     state: &mut Overlay<'_>,
-    ctx: &crate::BlockCtx,
+    ctx: &BlockCtx,
     tx: &SignedTx,
     r: &pb::RecordPipeline,
     out: &mut TxOutcome,
@@ -444,7 +446,7 @@ pub(crate) fn add_deadline(state: &mut Overlay<'_>, height: u64, job_id: u64) ->
 }
 
 /// Whether `w`'s attestation satisfies `policy` now.
-fn attested(w: &pb::Worker, policy: &pb::VerificationPolicy, ctx: &crate::BlockCtx) -> bool {
+fn attested(w: &pb::Worker, policy: &pb::VerificationPolicy, ctx: &BlockCtx) -> bool {
     let Some(a) = &w.attestation else {
         return false;
     };
@@ -469,7 +471,7 @@ fn corrupt(key: String, reason: impl Into<String>) -> Error {
 /// operator order; `exclude` are operators already in the job.
 fn eligible(
     state: &Overlay<'_>,
-    ctx: &crate::BlockCtx,
+    ctx: &BlockCtx,
     model: &pb::Model,
     exclude: &[Vec<u8>],
 ) -> Result<Vec<(Address, u128)>, Error> {
@@ -535,7 +537,7 @@ fn draw(
 /// How many workers could take a job on `model` now.
 pub(crate) fn available(
     state: &Overlay<'_>,
-    ctx: &crate::BlockCtx,
+    ctx: &BlockCtx,
     model: &pb::Model,
 ) -> Result<usize, Error> {
     Ok(eligible(state, ctx, model, &[])?.len())
@@ -545,7 +547,7 @@ pub(crate) fn available(
 /// its deadlines. Returns how many were assigned.
 pub(crate) fn assign(
     state: &mut Overlay<'_>,
-    ctx: &crate::BlockCtx,
+    ctx: &BlockCtx,
     job: &mut pb::Job,
     model: &pb::Model,
     count: usize,
@@ -570,7 +572,7 @@ pub(crate) fn assign(
 }
 
 /// Records that the worker `who` was active at this height.
-fn seen(state: &mut Overlay<'_>, ctx: &crate::BlockCtx, who: &Address) -> Result<(), Error> {
+fn seen(state: &mut Overlay<'_>, ctx: &BlockCtx, who: &Address) -> Result<(), Error> {
     if let Some(mut w) = state.worker(who)? {
         w.last_seen_height = ctx.height;
         state.put(state_key::worker(who), &w);
@@ -586,7 +588,7 @@ fn find_assignment(job: &pb::Job, who: &Address) -> Option<usize> {
 
 pub(crate) fn commit_result(
     state: &mut Overlay<'_>,
-    ctx: &crate::BlockCtx,
+    ctx: &BlockCtx,
     tx: &SignedTx,
     c: &pb::CommitResult,
     out: &mut TxOutcome,
@@ -667,7 +669,7 @@ fn proof_output_matches(proof: &pb::SubmitProof, output: &pb::JobOutput) -> Resu
 
 pub(crate) fn reveal_result(
     state: &mut Overlay<'_>,
-    ctx: &crate::BlockCtx,
+    ctx: &BlockCtx,
     tx: &SignedTx,
     r: &pb::RevealResult,
     out: &mut TxOutcome,
@@ -803,10 +805,7 @@ pub(crate) fn reveal_result(
 }
 
 /// Processes the deadlines at the block's height; returns the block's events.
-pub(crate) fn end_block(
-    state: &mut Overlay<'_>,
-    ctx: &crate::BlockCtx,
-) -> Result<Vec<Event>, Error> {
+pub(crate) fn end_block(state: &mut Overlay<'_>, ctx: &BlockCtx) -> Result<Vec<Event>, Error> {
     let key = state_key::deadlines(ctx.height);
     let Some(ids) = state.get_msg::<pb::JobIds>(&key)? else {
         return Ok(Vec::new());
@@ -890,7 +889,7 @@ fn largest_group(job: &pb::Job, tolerance: u64) -> Vec<usize> {
 /// Decides the job if it can be decided: finalize, escalate, or fail.
 fn tally(
     state: &mut Overlay<'_>,
-    ctx: &crate::BlockCtx,
+    ctx: &BlockCtx,
     job: &mut pb::Job,
     model: &pb::Model,
     events: &mut Vec<Event>,
@@ -939,7 +938,7 @@ fn scale_reputation(r: u64, ppm: u64) -> u64 {
 /// Applies one worker's verdict to its record: reputation, and the slash.
 fn judge(
     state: &mut Overlay<'_>,
-    ctx: &crate::BlockCtx,
+    ctx: &BlockCtx,
     a: &mut pb::Assignment,
     verdict: pb::Verdict,
     events: &mut Vec<Event>,
@@ -980,7 +979,7 @@ fn judge(
     Ok(())
 }
 
-fn close(state: &mut Overlay<'_>, job: &mut pb::Job, ctx: &crate::BlockCtx, status: pb::JobStatus) {
+fn close(state: &mut Overlay<'_>, job: &mut pb::Job, ctx: &BlockCtx, status: pb::JobStatus) {
     state.delete_raw(state_key::open_job(job.id));
     job.status = status as i32;
     job.finalized_height = ctx.height;
@@ -989,7 +988,7 @@ fn close(state: &mut Overlay<'_>, job: &mut pb::Job, ctx: &crate::BlockCtx, stat
 
 fn finalize(
     state: &mut Overlay<'_>,
-    ctx: &crate::BlockCtx,
+    ctx: &BlockCtx,
     job: &mut pb::Job,
     model: &pb::Model,
     group: &[usize],
@@ -1098,7 +1097,7 @@ fn serves_range(
 /// `status`.
 fn refund_and_close(
     state: &mut Overlay<'_>,
-    ctx: &crate::BlockCtx,
+    ctx: &BlockCtx,
     job: &mut pb::Job,
     paid: u64,
     status: pb::JobStatus,
@@ -1113,7 +1112,7 @@ fn refund_and_close(
 
 fn fail(
     state: &mut Overlay<'_>,
-    ctx: &crate::BlockCtx,
+    ctx: &BlockCtx,
     job: &mut pb::Job,
     reason: &str,
     events: &mut Vec<Event>,

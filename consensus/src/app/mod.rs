@@ -16,9 +16,9 @@ mod statesync;
 
 use crate::{
     Error, Result, TxError,
+    ctx::{BlockCtx, Event, TxOutcome},
     error::CODESPACE,
-    exec::{self, BlockCtx, Event, TxOutcome},
-    genesis, jobs, metrics,
+    exec, genesis, jobs, metrics,
     proofs::{self, KeyCache, ProofCtx},
     query::{self, QueryResult},
     snapshot::{Restore, SnapshotStore},
