@@ -10,6 +10,7 @@ use crate::{
     Address, Error, TxError, attest,
     crypto::parse_public_key,
     ctx::{BlockCtx, Event, TxOutcome},
+    error::ExecResult,
     jobs::{self, REPUTATION_ONE},
     proofs,
     state::{Overlay, StateRead, StateReadExt},
@@ -24,16 +25,11 @@ const MAX_NAME_LEN: usize = 128;
 const MAX_FAMILY_LEN: usize = 32;
 const MAX_PEER_ID_LEN: usize = 128;
 
-/// Executes `tx` on `state`. The outer error means the node is broken; the inner
-/// one that the transaction is invalid, in which case `state` must be discarded.
-pub fn execute(
-    state: &mut Overlay<'_>,
-    ctx: &BlockCtx,
-    tx: &SignedTx,
-) -> Result<Result<TxOutcome, TxError>, Error> {
-    if let Err(e) = check_stateless(ctx, tx) {
-        return Ok(Err(e));
-    }
+/// Executes `tx` on `state`. On any error `state` must be discarded: a
+/// [`ExecError::Rejected`] transaction is invalid, an [`ExecError::Halt`] means the
+/// node is broken.
+pub fn execute(state: &mut Overlay<'_>, ctx: &BlockCtx, tx: &SignedTx) -> ExecResult<TxOutcome> {
+    check_stateless(ctx, tx)?;
     execute_stateful(state, ctx, tx)
 }
 
@@ -322,27 +318,30 @@ fn execute_stateful(
     state: &mut Overlay<'_>,
     ctx: &BlockCtx,
     tx: &SignedTx,
-) -> Result<Result<TxOutcome, TxError>, Error> {
+) -> ExecResult<TxOutcome> {
     let sender = tx.sender;
     let Some(mut account) = state.account(&sender)? else {
-        return Ok(Err(TxError::UnknownAccount {
+        return Err(TxError::UnknownAccount {
             address: sender.to_string(),
-        }));
+        }
+        .into());
     };
     let nonce = tx.body.nonce;
     if nonce < account.nonce {
-        return Ok(Err(TxError::NonceReplayed {
+        return Err(TxError::NonceReplayed {
             address: sender.to_string(),
             expected: account.nonce,
             got: nonce,
-        }));
+        }
+        .into());
     }
     if nonce > account.nonce {
-        return Ok(Err(TxError::NonceGap {
+        return Err(TxError::NonceGap {
             address: sender.to_string(),
             expected: account.nonce,
             got: nonce,
-        }));
+        }
+        .into());
     }
     // Everything the sender must pay up front: the fee plus what the action spends.
     let spend = match &tx.action {
@@ -352,16 +351,18 @@ fn execute_stateful(
         _ => 0,
     };
     let Some(needed) = tx.body.fee.checked_add(spend) else {
-        return Ok(Err(TxError::Overflow {
+        return Err(TxError::Overflow {
             what: "fee + amount",
-        }));
+        }
+        .into());
     };
     if account.balance < needed {
-        return Ok(Err(TxError::InsufficientFunds {
+        return Err(TxError::InsufficientFunds {
             address: sender.to_string(),
             balance: account.balance,
             needed,
-        }));
+        }
+        .into());
     }
     account.balance -= needed;
     account.nonce += 1;
@@ -371,12 +372,12 @@ fn execute_stateful(
     state.put_account(&account)?;
     let pool = state.get_u64(state_key::FEE_POOL)?.unwrap_or(0);
     let Some(pool) = pool.checked_add(tx.body.fee) else {
-        return Ok(Err(TxError::Overflow { what: "fee pool" }));
+        return Err(TxError::Overflow { what: "fee pool" }.into());
     };
     state.put_u64(state_key::FEE_POOL, pool);
 
     let mut outcome = TxOutcome::default();
-    let result = match &tx.action {
+    match &tx.action {
         Action::Transfer(t) => transfer(state, &sender, t, &mut outcome),
         Action::AddValidator(v) => add_validator(state, &sender, v, &mut outcome),
         Action::RemoveValidator(v) => remove_validator(state, &sender, v, &mut outcome),
@@ -391,38 +392,30 @@ fn execute_stateful(
         Action::SealInputs(s) => jobs::seal_inputs(state, ctx, tx, s, &mut outcome),
         Action::RecordPipeline(r) => jobs::record_pipeline(state, ctx, tx, r, &mut outcome),
     }?;
-    Ok(result.map(|()| {
-        outcome.events.insert(
-            0,
-            Event::new("tx")
-                .attr("kind", tx.kind())
-                .attr("sender", sender)
-                .attr("nonce", nonce)
-                .attr("fee", tx.body.fee),
-        );
-        outcome
-    }))
+    outcome.events.insert(
+        0,
+        Event::new("tx")
+            .attr("kind", tx.kind())
+            .attr("sender", sender)
+            .attr("nonce", nonce)
+            .attr("fee", tx.body.fee),
+    );
+    Ok(outcome)
 }
 
-type Step = Result<Result<(), TxError>, Error>;
-
-fn require_authority(state: &Overlay<'_>, sender: &Address, action: &'static str) -> Step {
+fn require_authority(
+    state: &Overlay<'_>,
+    sender: &Address,
+    action: &'static str,
+) -> ExecResult<()> {
     if state.authority()? != *sender {
-        return Ok(Err(TxError::Unauthorized {
+        return Err(TxError::Unauthorized {
             address: sender.to_string(),
             action,
-        }));
-    }
-    Ok(Ok(()))
-}
-
-macro_rules! tri {
-    ($e:expr) => {
-        match $e? {
-            Ok(v) => v,
-            Err(e) => return Ok(Err(e)),
         }
-    };
+        .into());
+    }
+    Ok(())
 }
 
 fn transfer(
@@ -430,20 +423,18 @@ fn transfer(
     sender: &Address,
     t: &pb::Transfer,
     out: &mut TxOutcome,
-) -> Step {
-    let to = tri!(Ok::<_, Error>(Address::from_bytes(&t.to)));
+) -> ExecResult<()> {
+    let to = Address::from_bytes(&t.to)?;
     let mut recipient = state.account(&to)?.unwrap_or_else(|| pb::Account {
         address: to.as_bytes().to_vec(),
         ..Default::default()
     });
-    recipient.balance = tri!(Ok::<_, Error>(
-        recipient
-            .balance
-            .checked_add(t.amount)
-            .ok_or(TxError::Overflow {
-                what: "recipient balance"
-            })
-    ));
+    recipient.balance = recipient
+        .balance
+        .checked_add(t.amount)
+        .ok_or(TxError::Overflow {
+            what: "recipient balance",
+        })?;
     state.put_account(&recipient)?;
     out.events.push(
         Event::new("transfer")
@@ -451,7 +442,7 @@ fn transfer(
             .attr("to", to)
             .attr("amount", t.amount),
     );
-    Ok(Ok(()))
+    Ok(())
 }
 
 fn validator_count(state: &Overlay<'_>) -> Result<u64, Error> {
@@ -463,13 +454,14 @@ fn add_validator(
     sender: &Address,
     v: &pb::AddValidator,
     out: &mut TxOutcome,
-) -> Step {
-    tri!(require_authority(state, sender, "add validators"));
+) -> ExecResult<()> {
+    require_authority(state, sender, "add validators")?;
     if state.validator(&v.pub_key)?.is_some() {
-        return Ok(Err(TxError::AlreadyExists {
+        return Err(TxError::AlreadyExists {
             what: "validator",
             id: hex::encode(&v.pub_key),
-        }));
+        }
+        .into());
     }
     let record = pb::Validator {
         pub_key: v.pub_key.clone(),
@@ -484,7 +476,7 @@ fn add_validator(
             .attr("pub_key", hex::encode(&v.pub_key))
             .attr("power", v.power),
     );
-    Ok(Ok(()))
+    Ok(())
 }
 
 fn remove_validator(
@@ -492,26 +484,28 @@ fn remove_validator(
     sender: &Address,
     v: &pb::RemoveValidator,
     out: &mut TxOutcome,
-) -> Step {
-    tri!(require_authority(state, sender, "remove validators"));
+) -> ExecResult<()> {
+    require_authority(state, sender, "remove validators")?;
     if state.validator(&v.pub_key)?.is_none() {
-        return Ok(Err(TxError::UnknownValidator {
+        return Err(TxError::UnknownValidator {
             pub_key: hex::encode(&v.pub_key),
-        }));
+        }
+        .into());
     }
     let count = validator_count(state)?;
     if count <= 1 {
-        return Ok(Err(TxError::invalid(
+        return Err(TxError::invalid(
             "remove_validator.pub_key",
             "cannot remove the last validator",
-        )));
+        )
+        .into());
     }
     state.delete_raw(state_key::validator(&v.pub_key));
     state.put_u64(state_key::VALIDATOR_COUNT, count - 1);
     out.validator_updates.push((v.pub_key.clone(), 0));
     out.events
         .push(Event::new("validator_removed").attr("pub_key", hex::encode(&v.pub_key)));
-    Ok(Ok(()))
+    Ok(())
 }
 
 fn update_power(
@@ -519,12 +513,13 @@ fn update_power(
     sender: &Address,
     v: &pb::UpdatePower,
     out: &mut TxOutcome,
-) -> Step {
-    tri!(require_authority(state, sender, "change validator power"));
+) -> ExecResult<()> {
+    require_authority(state, sender, "change validator power")?;
     let Some(mut record) = state.validator(&v.pub_key)? else {
-        return Ok(Err(TxError::UnknownValidator {
+        return Err(TxError::UnknownValidator {
             pub_key: hex::encode(&v.pub_key),
-        }));
+        }
+        .into());
     };
     record.power = v.power;
     state.put(state_key::validator(&v.pub_key), &record);
@@ -534,7 +529,7 @@ fn update_power(
             .attr("pub_key", hex::encode(&v.pub_key))
             .attr("power", v.power),
     );
-    Ok(Ok(()))
+    Ok(())
 }
 
 fn register_model(
@@ -543,13 +538,14 @@ fn register_model(
     tx: &SignedTx,
     m: &pb::RegisterModel,
     out: &mut TxOutcome,
-) -> Step {
-    tri!(require_authority(state, &tx.sender, "register models"));
+) -> ExecResult<()> {
+    require_authority(state, &tx.sender, "register models")?;
     if state.model(&m.model_id)?.is_some() {
-        return Ok(Err(TxError::AlreadyExists {
+        return Err(TxError::AlreadyExists {
             what: "model",
             id: m.model_id.clone(),
-        }));
+        }
+        .into());
     }
     let model = model_record(m, tx.sender.as_bytes(), ctx.height);
     state.put(state_key::model(&m.model_id), &model);
@@ -558,7 +554,7 @@ fn register_model(
             .attr("model_id", &m.model_id)
             .attr("shards", m.shards.len()),
     );
-    Ok(Ok(()))
+    Ok(())
 }
 
 /// The stored record of a model; shared by RegisterModel and genesis.
@@ -594,21 +590,23 @@ fn register_worker(
     tx: &SignedTx,
     w: &pb::RegisterWorker,
     out: &mut TxOutcome,
-) -> Step {
+) -> ExecResult<()> {
     if state.worker(&tx.sender)?.is_some() {
-        return Ok(Err(TxError::AlreadyExists {
+        return Err(TxError::AlreadyExists {
             what: "worker",
             id: tx.sender.to_string(),
-        }));
+        }
+        .into());
     }
     for s in &w.serves {
         let Some(model) = state.model(&s.model_id)? else {
-            return Ok(Err(TxError::UnknownModel {
+            return Err(TxError::UnknownModel {
                 model_id: s.model_id.clone(),
-            }));
+            }
+            .into());
         };
         if s.shard_index as usize >= model.shards.len() {
-            return Ok(Err(TxError::invalid(
+            return Err(TxError::invalid(
                 "register_worker.serves.shard_index",
                 format!(
                     "model {} has {} shards, no shard {}",
@@ -616,7 +614,8 @@ fn register_worker(
                     model.shards.len(),
                     s.shard_index
                 ),
-            )));
+            )
+            .into());
         }
     }
     let worker = pb::Worker {
@@ -640,7 +639,7 @@ fn register_worker(
             .attr("peer_id", &w.peer_id)
             .attr("stake", w.stake),
     );
-    Ok(Ok(()))
+    Ok(())
 }
 
 fn submit_job(
@@ -649,47 +648,51 @@ fn submit_job(
     tx: &SignedTx,
     j: &pb::SubmitJob,
     out: &mut TxOutcome,
-) -> Step {
+) -> ExecResult<()> {
     let Some(model) = state.model(&j.model_id)? else {
-        return Ok(Err(TxError::UnknownModel {
+        return Err(TxError::UnknownModel {
             model_id: j.model_id.clone(),
-        }));
+        }
+        .into());
     };
     let policy = model.policy.clone().unwrap_or_default();
     let k = if j.k == 0 { policy.k } else { j.k };
     if k < policy.quorum {
-        return Ok(Err(TxError::invalid(
+        return Err(TxError::invalid(
             "submit_job.k",
             format!("{k} is below the model's quorum {}", policy.quorum),
-        )));
+        )
+        .into());
     }
     let Some(min_fee) = model.price.checked_mul(u64::from(k)) else {
-        return Ok(Err(TxError::Overflow { what: "price * k" }));
+        return Err(TxError::Overflow { what: "price * k" }.into());
     };
     if j.max_fee < min_fee {
-        return Ok(Err(TxError::invalid(
+        return Err(TxError::invalid(
             "submit_job.max_fee",
             format!(
                 "{} is below price {} x k {k} = {min_fee}",
                 j.max_fee, model.price
             ),
-        )));
+        )
+        .into());
     }
     if pb::PrivacyMode::try_from(j.privacy) == Ok(pb::PrivacyMode::Sealed) {
         if !policy.require_tee {
-            return Ok(Err(TxError::invalid(
+            return Err(TxError::invalid(
                 "submit_job.privacy",
                 format!(
                     "model {} does not require TEE workers, so nobody could be trusted with a sealed input",
                     j.model_id
                 ),
-            )));
+            ).into());
         }
         if !matches!(j.payload, Some(pb::submit_job::Payload::InputHash(_))) {
-            return Ok(Err(TxError::invalid(
+            return Err(TxError::invalid(
                 "submit_job.payload",
                 "a sealed job carries only its input hash; the input follows in SealInputs",
-            )));
+            )
+            .into());
         }
     }
     let (input, input_hash) = match &j.payload {
@@ -697,7 +700,7 @@ fn submit_job(
             (input.clone(), Sha256::digest(input).to_vec())
         }
         Some(pb::submit_job::Payload::InputHash(h)) => (Vec::new(), h.clone()),
-        None => return Ok(Err(TxError::invalid("submit_job", "no payload"))),
+        None => return Err(TxError::invalid("submit_job", "no payload").into()),
     };
     let id = state.get_u64(state_key::NEXT_JOB_ID)?.unwrap_or(1);
     state.put_u64(state_key::NEXT_JOB_ID, id + 1);
@@ -707,10 +710,11 @@ fn submit_job(
     };
     let split = pb::PrivacyMode::try_from(j.privacy) == Ok(pb::PrivacyMode::Split);
     if split && !matches!(j.payload, Some(pb::submit_job::Payload::InputHash(_))) {
-        return Ok(Err(TxError::invalid(
+        return Err(TxError::invalid(
             "submit_job.payload",
             "a split-mode job carries only its input hash: the client keeps the input",
-        )));
+        )
+        .into());
     }
     let available = if split {
         usize::MAX
@@ -718,13 +722,14 @@ fn submit_job(
         jobs::available(state, ctx, &model)?
     };
     if available < k as usize {
-        return Ok(Err(TxError::invalid(
+        return Err(TxError::invalid(
             "submit_job.k",
             format!(
                 "{k} workers asked for, but only {available} eligible workers serve model {}",
                 j.model_id
             ),
-        )));
+        )
+        .into());
     }
     let mut job = pb::Job {
         id,
@@ -773,7 +778,7 @@ fn submit_job(
             .attr("commit_deadline", job.commit_deadline)
             .attr("reveal_deadline", job.reveal_deadline),
     );
-    Ok(Ok(()))
+    Ok(())
 }
 
 fn submit_proof(
@@ -782,51 +787,54 @@ fn submit_proof(
     tx: &SignedTx,
     p: &pb::SubmitProof,
     out: &mut TxOutcome,
-) -> Step {
+) -> ExecResult<()> {
     let Some(worker) = state.worker(&tx.sender)? else {
-        return Ok(Err(TxError::UnknownWorker {
+        return Err(TxError::UnknownWorker {
             address: tx.sender.to_string(),
-        }));
+        }
+        .into());
     };
     let Some(mut job) = state.job(p.job_id)? else {
-        return Ok(Err(TxError::UnknownJob { job_id: p.job_id }));
+        return Err(TxError::UnknownJob { job_id: p.job_id }.into());
     };
     if !worker.serves.iter().any(|s| s.model_id == job.model_id) {
-        return Ok(Err(TxError::NotServing {
+        return Err(TxError::NotServing {
             address: tx.sender.to_string(),
             model_id: job.model_id.clone(),
-        }));
+        }
+        .into());
     }
     if job.proof_verified {
-        return Ok(Err(TxError::AlreadyExists {
+        return Err(TxError::AlreadyExists {
             what: "verified proof for job",
             id: job.id.to_string(),
-        }));
+        }
+        .into());
     }
     let open = [
         pb::JobStatus::Pending as i32,
         pb::JobStatus::Assigned as i32,
     ];
     if !open.contains(&job.status) {
-        return Ok(Err(TxError::invalid(
+        return Err(TxError::invalid(
             "submit_proof.job_id",
             format!("job {} is closed (status {})", job.id, job.status),
-        )));
+        )
+        .into());
     }
     let Some(model) = state.model(&job.model_id)? else {
-        return Ok(Err(TxError::UnknownModel {
+        return Err(TxError::UnknownModel {
             model_id: job.model_id.clone(),
-        }));
+        }
+        .into());
     };
-    let claim = match proofs::claim(&job, &model, p) {
-        Ok(c) => c,
-        Err(e) => return Ok(Err(e)),
-    };
+    let claim = proofs::claim(&job, &model, p)?;
     if let Err(reason) = ctx.proofs.verify(&model.verifying_key, &claim, &p.proof) {
-        return Ok(Err(TxError::ProofInvalid {
+        return Err(TxError::ProofInvalid {
             job_id: job.id,
             reason,
-        }));
+        }
+        .into());
     }
     job.proof_verified = true;
     job.output = p.output.clone();
@@ -842,7 +850,7 @@ fn submit_proof(
             .attr("prover", tx.sender)
             .attr("output", output_summary(p.output.as_ref())),
     );
-    Ok(Ok(()))
+    Ok(())
 }
 
 /// A short, human-readable form of a proven output for events.
@@ -869,11 +877,12 @@ fn submit_attestation(
     tx: &SignedTx,
     a: &pb::SubmitAttestation,
     out: &mut TxOutcome,
-) -> Step {
+) -> ExecResult<()> {
     let Some(mut worker) = state.worker(&tx.sender)? else {
-        return Ok(Err(TxError::UnknownWorker {
+        return Err(TxError::UnknownWorker {
             address: tx.sender.to_string(),
-        }));
+        }
+        .into());
     };
     let nonce = match state.get_raw(state_key::recent_block_hash(a.nonce_height).as_bytes())? {
         Some(h) => <[u8; 32]>::try_from(h.as_slice()).map_err(|_| Error::Corrupt {
@@ -881,25 +890,19 @@ fn submit_attestation(
             reason: format!("{} bytes, expected 32", h.len()),
         })?,
         None => {
-            return Ok(Err(TxError::invalid(
+            return Err(TxError::invalid(
                 "submit_attestation.nonce_height",
                 format!(
                     "block {} is not among the last {} blocks",
                     a.nonce_height,
                     state_key::RECENT_BLOCK_HASHES
                 ),
-            )));
+            )
+            .into());
         }
     };
-    let (evidence, encryption_key) = tri!(Ok::<_, Error>(attest::check_submit_attestation(
-        a,
-        &ctx.params
-    )));
-    let verified = tri!(Ok::<_, Error>(attest::verify(
-        &evidence,
-        &ctx.params,
-        ctx.time_ns
-    )));
+    let (evidence, encryption_key) = attest::check_submit_attestation(a, &ctx.params)?;
+    let verified = attest::verify(&evidence, &ctx.params, ctx.time_ns)?;
     if let Err(e) = vichain_tee::check_binding(
         &verified,
         &worker.operator_key,
@@ -907,9 +910,10 @@ fn submit_attestation(
         &nonce,
         &encryption_key,
     ) {
-        return Ok(Err(TxError::AttestationInvalid {
+        return Err(TxError::AttestationInvalid {
             reason: e.to_string(),
-        }));
+        }
+        .into());
     }
     let mut checked = std::collections::BTreeSet::new();
     for s in &worker.serves {
@@ -924,9 +928,10 @@ fn submit_attestation(
             continue;
         }
         if let Err(e) = attest::tee_policy(&policy, &ctx.params).check(&verified) {
-            return Ok(Err(TxError::AttestationInvalid {
+            return Err(TxError::AttestationInvalid {
                 reason: format!("model {}: {e}", s.model_id),
-            }));
+            }
+            .into());
         }
     }
     let record = attest::record(
@@ -949,5 +954,5 @@ fn submit_attestation(
     worker.attestation = Some(record);
     worker.last_seen_height = ctx.height;
     state.put(state_key::worker(&tx.sender), &worker);
-    Ok(Ok(()))
+    Ok(())
 }

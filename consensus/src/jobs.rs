@@ -27,6 +27,7 @@ use crate::{
     Address, Error, TxError,
     attest::attestation_is_current,
     ctx::{BlockCtx, Event, TxOutcome},
+    error::ExecResult,
     proofs,
     state::{Overlay, StateReadExt},
     state_key,
@@ -47,8 +48,6 @@ pub const REPUTATION_MAX: u64 = 10 * REPUTATION_ONE;
 /// Longest generated text a reveal may carry.
 pub const MAX_OUTPUT_TEXT: usize = 16 * 1024;
 const PPM: u128 = 1_000_000;
-
-type Step = Result<Result<(), TxError>, Error>;
 
 /// Digest of everything a reveal asserts: the output and the pipeline's stages.
 pub fn output_fingerprint(output: &pb::JobOutput, stages: &[pb::Stage]) -> [u8; 32] {
@@ -188,67 +187,71 @@ pub(crate) fn seal_inputs(
     tx: &SignedTx,
     s: &pb::SealInputs,
     out: &mut TxOutcome,
-) -> Step {
+) -> ExecResult<()> {
     let Some(mut job) = state.job(s.job_id)? else {
-        return Ok(Err(TxError::UnknownJob { job_id: s.job_id }));
+        return Err(TxError::UnknownJob { job_id: s.job_id }.into());
     };
     if job.client != tx.sender.as_bytes() {
-        return Ok(Err(TxError::Unauthorized {
+        return Err(TxError::Unauthorized {
             address: tx.sender.to_string(),
             action: "seal the input of another client's job",
-        }));
+        }
+        .into());
     }
     if pb::PrivacyMode::try_from(job.privacy) != Ok(pb::PrivacyMode::Sealed) {
-        return Ok(Err(TxError::invalid(
+        return Err(TxError::invalid(
             "seal_inputs.job_id",
             format!("job {} was not submitted as sealed", job.id),
-        )));
+        )
+        .into());
     }
     if job.status != pb::JobStatus::Assigned as i32 || ctx.height > job.commit_deadline {
-        return Ok(Err(TxError::WrongPhase {
+        return Err(TxError::WrongPhase {
             job_id: job.id,
             reason: format!(
                 "inputs are sealed while workers are assigned and before the commit deadline {}",
                 job.commit_deadline
             ),
-        }));
+        }
+        .into());
     }
     for c in &s.copies {
         let op =
             Address::from_bytes(&c.operator).map_err(|e| corrupt("seal".into(), e.to_string()))?;
         let Some(i) = find_assignment(&job, &op) else {
-            return Ok(Err(TxError::NotAssigned {
+            return Err(TxError::NotAssigned {
                 job_id: job.id,
                 address: op.to_string(),
-            }));
+            }
+            .into());
         };
         if !job.assignments[i].sealed_input.is_empty() {
-            return Ok(Err(TxError::AlreadyExists {
+            return Err(TxError::AlreadyExists {
                 what: "sealed input for worker",
                 id: op.to_string(),
-            }));
+            }
+            .into());
         }
         let Some(worker) = state.worker(&op)? else {
-            return Ok(Err(TxError::UnknownWorker {
+            return Err(TxError::UnknownWorker {
                 address: op.to_string(),
-            }));
+            }
+            .into());
         };
-        let sealed = match crate::attest::check_sealed_input(
+        let sealed = crate::attest::check_sealed_input(
             &c.sealed,
             &worker,
             &ctx.chain_id,
             job.id,
             ctx.height,
             ctx.time_ns,
-        ) {
-            Ok(x) => x,
-            Err(e) => return Ok(Err(e)),
-        };
+        )?;
         if sealed.plaintext_len() as u64 > ctx.params.max_input_bytes {
-            return Ok(Err(TxError::OversizeInput {
+            return Err(TxError::OversizeInput {
                 size: sealed.plaintext_len() as u64,
                 max: ctx.params.max_input_bytes,
-            }));
+            }
+            .into());
         }
         job.assignments[i].sealed_input = c.sealed.clone();
     }
@@ -258,7 +261,7 @@ pub(crate) fn seal_inputs(
             .attr("copies", s.copies.len()),
     );
     state.put(state_key::job(job.id), &job);
-    Ok(Ok(()))
+    Ok(())
 }
 
 /// Checks of a stage list needing no state: operators and digests well formed,
@@ -337,47 +340,51 @@ pub(crate) fn record_pipeline(
     tx: &SignedTx,
     r: &pb::RecordPipeline,
     out: &mut TxOutcome,
-) -> Step {
+) -> ExecResult<()> {
     let Some(mut job) = state.job(r.job_id)? else {
-        return Ok(Err(TxError::UnknownJob { job_id: r.job_id }));
+        return Err(TxError::UnknownJob { job_id: r.job_id }.into());
     };
     if job.client != tx.sender.as_bytes() {
-        return Ok(Err(TxError::Unauthorized {
+        return Err(TxError::Unauthorized {
             address: tx.sender.to_string(),
             action: "record the pipeline of another client's job",
-        }));
+        }
+        .into());
     }
     if pb::PrivacyMode::try_from(job.privacy) != Ok(pb::PrivacyMode::Split) {
-        return Ok(Err(TxError::invalid(
+        return Err(TxError::invalid(
             "record_pipeline.job_id",
             format!("job {} was not submitted in split mode", job.id),
-        )));
+        )
+        .into());
     }
     if job.status != pb::JobStatus::Pending as i32 || ctx.height > job.reveal_deadline {
-        return Ok(Err(TxError::WrongPhase {
+        return Err(TxError::WrongPhase {
             job_id: job.id,
             reason: format!(
                 "a pipeline is recorded once, before height {} (status {})",
                 job.reveal_deadline,
                 status_name(job.status)
             ),
-        }));
+        }
+        .into());
     }
     let model = model_of(state, &job)?;
     if !covers(&r.stages, model.total_layers) {
-        return Ok(Err(TxError::invalid(
+        return Err(TxError::invalid(
             "record_pipeline.stages",
             format!(
                 "stages must cover layers 0..{} in order without gaps",
                 model.total_layers
             ),
-        )));
+        )
+        .into());
     }
     for (i, s) in r.stages.iter().enumerate() {
         let op =
             Address::from_bytes(&s.operator).map_err(|e| corrupt("stage".into(), e.to_string()))?;
         if !serves_range(state, &model, &op, s)? {
-            return Ok(Err(TxError::invalid(
+            return Err(TxError::invalid(
                 "record_pipeline.stages",
                 format!(
                     "stage {} ({}..{}) is not held by {op}: no registered worker of it serves exactly those layers of {}",
@@ -386,7 +393,7 @@ pub(crate) fn record_pipeline(
                     s.end_layer,
                     model.model_id
                 ),
-            )));
+            ).into());
         }
     }
     let payout = model.price.saturating_mul(u64::from(job.k)).min(job.escrow);
@@ -416,7 +423,7 @@ pub(crate) fn record_pipeline(
             .attr("submitted_time_ns", job.submitted_time_ns),
     );
     state.put(state_key::job(job.id), &job);
-    Ok(Ok(()))
+    Ok(())
 }
 
 /// Records that `operator` serves `model_id` (registration of a worker).
@@ -592,37 +599,41 @@ pub(crate) fn commit_result(
     tx: &SignedTx,
     c: &pb::CommitResult,
     out: &mut TxOutcome,
-) -> Step {
+) -> ExecResult<()> {
     let Some(mut job) = state.job(c.job_id)? else {
-        return Ok(Err(TxError::UnknownJob { job_id: c.job_id }));
+        return Err(TxError::UnknownJob { job_id: c.job_id }.into());
     };
     if job.status != pb::JobStatus::Assigned as i32 || ctx.height > job.commit_deadline {
-        return Ok(Err(TxError::WrongPhase {
+        return Err(TxError::WrongPhase {
             job_id: job.id,
             reason: format!(
                 "commitments are not accepted now (status {}, commit deadline {})",
                 status_name(job.status),
                 job.commit_deadline
             ),
-        }));
+        }
+        .into());
     }
     let Some(i) = find_assignment(&job, &tx.sender) else {
-        return Ok(Err(TxError::NotAssigned {
+        return Err(TxError::NotAssigned {
             job_id: job.id,
             address: tx.sender.to_string(),
-        }));
+        }
+        .into());
     };
     if !job.assignments[i].commitment.is_empty() {
-        return Ok(Err(TxError::AlreadyExists {
+        return Err(TxError::AlreadyExists {
             what: "commitment for job",
             id: format!("{} from {}", job.id, tx.sender),
-        }));
+        }
+        .into());
     }
     if job.assignments.iter().any(|a| a.commitment == c.commitment) {
-        return Ok(Err(TxError::invalid(
+        return Err(TxError::invalid(
             "commit_result.commitment",
             "equals another worker's commitment: a commitment binds its committer's address",
-        )));
+        )
+        .into());
     }
     job.assignments[i].commitment = c.commitment.clone();
     job.assignments[i].commit_height = ctx.height;
@@ -646,7 +657,7 @@ pub(crate) fn commit_result(
         );
     }
     state.put(state_key::job(job.id), &job);
-    Ok(Ok(()))
+    Ok(())
 }
 
 /// Whether `proof`'s output is exactly `output`.
@@ -673,9 +684,9 @@ pub(crate) fn reveal_result(
     tx: &SignedTx,
     r: &pb::RevealResult,
     out: &mut TxOutcome,
-) -> Step {
+) -> ExecResult<()> {
     let Some(mut job) = state.job(r.job_id)? else {
-        return Ok(Err(TxError::UnknownJob { job_id: r.job_id }));
+        return Err(TxError::UnknownJob { job_id: r.job_id }.into());
     };
     if job.status != pb::JobStatus::Revealing as i32 || ctx.height > job.reveal_deadline {
         let reason = if job.status == pb::JobStatus::Assigned as i32 {
@@ -690,76 +701,83 @@ pub(crate) fn reveal_result(
                 job.reveal_deadline
             )
         };
-        return Ok(Err(TxError::WrongPhase {
+        return Err(TxError::WrongPhase {
             job_id: job.id,
             reason,
-        }));
+        }
+        .into());
     }
     let Some(i) = find_assignment(&job, &tx.sender) else {
-        return Ok(Err(TxError::NotAssigned {
+        return Err(TxError::NotAssigned {
             job_id: job.id,
             address: tx.sender.to_string(),
-        }));
+        }
+        .into());
     };
     if job.assignments[i].commitment.is_empty() {
-        return Ok(Err(TxError::WrongPhase {
+        return Err(TxError::WrongPhase {
             job_id: job.id,
             reason: format!("{} did not commit before the deadline", tx.sender),
-        }));
+        }
+        .into());
     }
     if job.assignments[i].revealed {
-        return Ok(Err(TxError::AlreadyExists {
+        return Err(TxError::AlreadyExists {
             what: "reveal for job",
             id: format!("{} from {}", job.id, tx.sender),
-        }));
+        }
+        .into());
     }
     let output = r.output.clone().unwrap_or_default();
     let salt: [u8; 32] = r.salt.as_slice().try_into().unwrap_or([0; 32]);
     let expected = result_commitment(&output_fingerprint(&output, &r.stages), &salt, &tx.sender);
     if job.assignments[i].commitment != expected {
-        return Ok(Err(TxError::BadOpening {
+        return Err(TxError::BadOpening {
             job_id: job.id,
             address: tx.sender.to_string(),
-        }));
+        }
+        .into());
     }
     let Some(model) = state.model(&job.model_id)? else {
-        return Ok(Err(TxError::UnknownModel {
+        return Err(TxError::UnknownModel {
             model_id: job.model_id.clone(),
-        }));
+        }
+        .into());
     };
     let policy = model.policy.clone().unwrap_or_default();
     if !r.stages.is_empty() && !covers(&r.stages, model.total_layers) {
-        return Ok(Err(TxError::invalid(
+        return Err(TxError::invalid(
             "reveal_result.stages",
             format!(
                 "stages must cover layers 0..{} in order without gaps",
                 model.total_layers
             ),
-        )));
+        )
+        .into());
     }
     let mut proof_verified = false;
     if policy.require_proof {
         let Some(p) = &r.proof else {
-            return Ok(Err(TxError::ProofInvalid {
+            return Err(TxError::ProofInvalid {
                 job_id: job.id,
                 reason: "the model requires a proof and the reveal carries none".into(),
-            }));
+            }
+            .into());
         };
         if let Err(reason) = proof_output_matches(p, &output) {
-            return Ok(Err(TxError::ProofInvalid {
+            return Err(TxError::ProofInvalid {
                 job_id: job.id,
                 reason,
-            }));
+            }
+            .into());
         }
-        let claim = match proofs::claim(&job, &model, p) {
-            Ok(c) => c,
-            Err(e) => return Ok(Err(e)),
-        };
+        let claim = proofs::claim(&job, &model, p)?;
         if let Err(reason) = ctx.proofs.verify(&model.verifying_key, &claim, &p.proof) {
-            return Ok(Err(TxError::ProofInvalid {
+            return Err(TxError::ProofInvalid {
                 job_id: job.id,
                 reason,
-            }));
+            }
+            .into());
         }
         proof_verified = true;
     }
@@ -771,12 +789,13 @@ pub(crate) fn reveal_result(
         .map(|a| a.kind.clone())
         .unwrap_or_default();
     if policy.require_tee && !worker.as_ref().is_some_and(|w| attested(w, &policy, ctx)) {
-        return Ok(Err(TxError::AttestationInvalid {
+        return Err(TxError::AttestationInvalid {
             reason: format!(
                 "{} has no current attestation accepted by model {}",
                 tx.sender, model.model_id
             ),
-        }));
+        }
+        .into());
     }
     seen(state, ctx, &tx.sender)?;
     let a = &mut job.assignments[i];
@@ -801,7 +820,7 @@ pub(crate) fn reveal_result(
         tally(state, ctx, &mut job, &model, &mut out.events)?;
     }
     state.put(state_key::job(job.id), &job);
-    Ok(Ok(()))
+    Ok(())
 }
 
 /// Processes the deadlines at the block's height; returns the block's events.

@@ -17,7 +17,7 @@ mod statesync;
 use crate::{
     Error, Result, TxError,
     ctx::{BlockCtx, Event, TxOutcome},
-    error::CODESPACE,
+    error::{CODESPACE, ExecError},
     exec, genesis, jobs, metrics,
     proofs::{self, KeyCache, ProofCtx},
     query::{self, QueryResult},
@@ -578,7 +578,11 @@ fn run_decoded(
     };
     let (result, changes) = {
         let mut fork = Overlay::new(&*state);
-        let r = exec::execute(&mut fork, ctx, &tx)?;
+        let r = match exec::execute(&mut fork, ctx, &tx) {
+            Ok(outcome) => Ok(outcome),
+            Err(ExecError::Rejected(e)) => Err(e),
+            Err(ExecError::Halt(e)) => return Err(e),
+        };
         (r, fork.into_changes())
     };
     if result.is_ok() {
