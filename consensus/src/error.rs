@@ -146,6 +146,19 @@ pub enum Error {
 
 pub type Result<T> = std::result::Result<T, Error>;
 
+/// Why executing a transaction stopped: it is invalid (rejected with its code, its
+/// changes discarded, the block goes on) or the node is broken (the node halts). One
+/// type, so that `?` carries either out of every step of execution.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ExecError {
+    #[error(transparent)]
+    Rejected(#[from] TxError),
+    #[error(transparent)]
+    Halt(#[from] Error),
+}
+
+pub(crate) type ExecResult<T> = std::result::Result<T, ExecError>;
+
 macro_rules! storage_from {
     ($($t:ty),*) => {$(
         impl From<$t> for Error {

@@ -30,6 +30,7 @@
 mod app;
 mod attest;
 mod crypto;
+mod ctx;
 mod error;
 mod exec;
 mod genesis;
@@ -49,11 +50,12 @@ pub use attest::{
     attested_encryption_key, check_sealed_input,
 };
 pub use crypto::{ADDRESS_HRP, Address, dev_signing_key, parse_public_key};
+pub use ctx::{BlockCtx, Event, TxOutcome};
 pub use error::{CODESPACE, Error, Result, TxError};
-pub use exec::{BlockCtx, Event, MAX_VALIDATOR_POWER, REPUTATION_ONE, TxOutcome};
+pub use exec::MAX_VALIDATOR_POWER;
 pub use genesis::policy_from_config;
 pub use jobs::{
-    COMMIT_DOMAIN, FIXED_POINT_ONE, MAX_OUTPUT_TEXT, REPUTATION_MAX, equivalent,
+    COMMIT_DOMAIN, FIXED_POINT_ONE, MAX_OUTPUT_TEXT, REPUTATION_MAX, REPUTATION_ONE, equivalent,
     output_fingerprint, result_commitment, status_name,
 };
 pub use proofs::{

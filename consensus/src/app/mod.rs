@@ -16,9 +16,9 @@ mod statesync;
 
 use crate::{
     Error, Result, TxError,
-    error::CODESPACE,
-    exec::{self, BlockCtx, Event, TxOutcome},
-    genesis, jobs, metrics,
+    ctx::{BlockCtx, Event, TxOutcome},
+    error::{CODESPACE, ExecError},
+    exec, genesis, jobs, metrics,
     proofs::{self, KeyCache, ProofCtx},
     query::{self, QueryResult},
     snapshot::{Restore, SnapshotStore},
@@ -578,7 +578,11 @@ fn run_decoded(
     };
     let (result, changes) = {
         let mut fork = Overlay::new(&*state);
-        let r = exec::execute(&mut fork, ctx, &tx)?;
+        let r = match exec::execute(&mut fork, ctx, &tx) {
+            Ok(outcome) => Ok(outcome),
+            Err(ExecError::Rejected(e)) => Err(e),
+            Err(ExecError::Halt(e)) => return Err(e),
+        };
         (r, fork.into_changes())
     };
     if result.is_ok() {
