@@ -398,6 +398,42 @@ mod tests {
     use super::*;
 
     #[test]
+    fn overflow_attack_reputation_and_stake_at_the_bounds_saturate_or_stay_exact() {
+        // Reputation saturates to its cap, whatever the factor.
+        assert_eq!(scale_reputation(u64::MAX, u64::MAX), REPUTATION_MAX);
+        assert_eq!(scale_reputation(u64::MAX, 0), 0);
+        // A slash of the largest stake at 100% is exact; one past 100% does not fit.
+        assert_eq!(mul_div(u64::MAX, PPM, PPM), Some(u64::MAX));
+        assert_eq!(mul_div(u64::MAX, 1_000_001, PPM), None);
+        assert_eq!(mul_div(u64::MAX, u64::MAX, u64::MAX), Some(u64::MAX));
+        assert_eq!(mul_div(1, 1, 0), None);
+    }
+
+    #[test]
+    fn overflow_attack_credit_past_u64_halts_and_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::Storage::open(&dir.path().join("state.redb")).unwrap();
+        let mut state = Overlay::new(&store);
+        let to = Address([5; 20]);
+        let rich = pb::Account {
+            address: to.as_bytes().to_vec(),
+            balance: u64::MAX - 1,
+            ..Default::default()
+        };
+        state.put_account(&rich).unwrap();
+        credit(&mut state, &to, 1).unwrap();
+        assert_eq!(state.account(&to).unwrap().unwrap().balance, u64::MAX);
+        // Only a broken supply invariant gets here: halt, rather than burn tokens by
+        // saturating or mint them by wrapping.
+        let err = credit(&mut state, &to, 1).unwrap_err();
+        assert!(
+            matches!(&err, Error::Corrupt { reason, .. } if reason.contains("18446744073709551615 + 1")),
+            "{err}"
+        );
+        assert_eq!(state.account(&to).unwrap().unwrap().balance, u64::MAX);
+    }
+
+    #[test]
     fn reputation_follows_the_papers_factors_and_is_capped() {
         assert_eq!(scale_reputation(REPUTATION_ONE, 800_000), 800_000);
         assert_eq!(scale_reputation(REPUTATION_ONE, 1_010_000), 1_010_000);
