@@ -56,8 +56,8 @@ pub enum TxError {
     UnknownValidator { pub_key: String },
     #[error("account {address} does not exist")]
     UnknownAccount { address: String },
-    #[error("arithmetic overflow in {what}")]
-    Overflow { what: &'static str },
+    #[error("arithmetic overflow in {what}: {values}")]
+    Overflow { what: &'static str, values: String },
     #[error("job {job_id} does not exist")]
     UnknownJob { job_id: u64 },
     #[error("proof for job {job_id} rejected: {reason}")]
@@ -117,6 +117,15 @@ impl TxError {
             Self::NotAssigned { .. } => 27,
             Self::WrongPhase { .. } => 28,
             Self::BadOpening { .. } => 29,
+        }
+    }
+
+    /// `what` (`"price * k"`) overflows u64 with the transaction's `values`
+    /// (`"18446744073709551615 x 2"`).
+    pub(crate) fn overflow(what: &'static str, values: impl Into<String>) -> Self {
+        Self::Overflow {
+            what,
+            values: values.into(),
         }
     }
 

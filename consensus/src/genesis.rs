@@ -87,7 +87,11 @@ pub fn apply(
     state.put_raw(state_key::CHAIN_ID, chain_id.as_bytes().to_vec());
     state.put_raw(state_key::AUTHORITY, authority.as_bytes().to_vec());
     state.put(state_key::PARAMS, &params);
-    state.put_u64(state_key::HEIGHT, initial_height - 1);
+    // Genesis is stored one height below the first block.
+    let genesis_height = initial_height
+        .checked_sub(1)
+        .ok_or_else(|| Error::Genesis("initial height 0: the first block is at least 1".into()))?;
+    state.put_u64(state_key::HEIGHT, genesis_height);
     state.put_u64(state_key::NEXT_JOB_ID, 1);
     state.put_u64(state_key::FEE_POOL, 0);
     state.put_raw(
@@ -156,7 +160,7 @@ pub fn apply(
         }
         state.put(
             state_key::model(&m.model_id),
-            &model_record(&reg, authority.as_bytes(), initial_height - 1),
+            &model_record(&reg, authority.as_bytes(), genesis_height),
         );
     }
 

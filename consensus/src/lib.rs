@@ -27,6 +27,8 @@
 //! # let _ = app; Ok(()) }
 //! ```
 
+#![deny(clippy::arithmetic_side_effects)]
+
 mod app;
 mod attest;
 mod crypto;

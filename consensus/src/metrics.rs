@@ -398,12 +398,16 @@ pub(crate) fn block_finalized(
     histogram!(CHAIN_FINALIZE_DURATION).record(elapsed.as_secs_f64());
     histogram!(CHAIN_BLOCK_TXS).record(response.tx_results.len() as f64);
     if let Some(prev) = prev_time_ns.filter(|p| *p > 0 && time_ns as u64 > *p) {
-        histogram!(CHAIN_BLOCK_INTERVAL).record((time_ns as u64 - prev) as f64 / 1e9);
+        // The filter keeps `time_ns` above `prev`: the difference never saturates.
+        let interval = (time_ns as u64).saturating_sub(prev);
+        histogram!(CHAIN_BLOCK_INTERVAL).record(interval as f64 / 1e9);
     }
-    let mut failed = 0;
+    // Metrics only, counting a block's transactions: saturating (never reached) is
+    // better than a panic in the node's accounting.
+    let mut failed = 0u64;
     for (kind, r) in kinds.iter().zip(&response.tx_results) {
         if r.code != 0 {
-            failed += 1;
+            failed = failed.saturating_add(1);
         }
         counter!(CHAIN_TXS, "kind" => *kind, "result" => code_name(r.code)).increment(1);
     }
@@ -462,11 +466,13 @@ fn attr<'a>(e: &'a abci::Event, key: &str) -> Option<&'a str> {
         .map(|a| a.value.as_str())
 }
 
+/// Counts a block's job events for the dashboard; the counts saturate (a block holds
+/// far fewer events than u64::MAX) rather than panic in metrics.
 fn job_event(e: &abci::Event, time_ns: i64, jobs: &mut JobCounts) {
     let model = attr(e, "model_id").unwrap_or("");
     match e.r#type.as_str() {
         "job_submitted" => {
-            jobs.submitted += 1;
+            jobs.submitted = jobs.submitted.saturating_add(1);
             job_submitted(model);
         }
         "job_assigned" => job_assigned(model),
@@ -478,15 +484,16 @@ fn job_event(e: &abci::Event, time_ns: i64, jobs: &mut JobCounts) {
             let latency = attr(e, "submitted_time_ns")
                 .and_then(|s| s.parse::<i64>().ok())
                 .filter(|s| *s > 0 && *s <= time_ns)
-                .map(|s| Duration::from_nanos((time_ns - s) as u64));
-            jobs.finalized += 1;
+                // 0 < s <= time_ns (the filter): the difference never saturates.
+                .map(|s| Duration::from_nanos(time_ns.saturating_sub(s) as u64));
+            jobs.finalized = jobs.finalized.saturating_add(1);
             if let Some(l) = latency {
                 jobs.latency_sum += l.as_secs_f64();
             }
             job_finalized(model, outcome, latency);
         }
         "job_failed" => {
-            jobs.failed += 1;
+            jobs.failed = jobs.failed.saturating_add(1);
             job_failed(model, attr(e, "reason").unwrap_or("other"));
         }
         "job_escalated" => job_escalated(model),
@@ -588,7 +595,8 @@ pub(crate) fn proof_batch<E>(f: impl FnOnce() -> Vec<Result<(), E>>) -> Vec<Resu
     let ok = results.iter().filter(|r| r.is_ok()).count() as u64;
     counter!(VERIFY_PROOFS, "mode" => "batch", "result" => "ok").increment(ok);
     counter!(VERIFY_PROOFS, "mode" => "batch", "result" => "invalid")
-        .increment(results.len() as u64 - ok);
+        // `ok` counts some of the results: never saturates.
+        .increment((results.len() as u64).saturating_sub(ok));
     results
 }
 

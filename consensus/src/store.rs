@@ -172,14 +172,27 @@ impl Storage {
         let (version, initial_height) = match (self.committed()?, genesis_initial_height) {
             (None, Some(initial)) => (0, Some(initial)),
             (Some(c), None) => {
-                let expected = c.height.max(c.initial_height - 1) + 1;
+                // initial_height is at least 1 (InitChain and restores check it).
+                let expected = c
+                    .height
+                    .max(c.initial_height.saturating_sub(1))
+                    .checked_add(1)
+                    .ok_or_else(|| {
+                        Error::Protocol(format!("no block follows height {}", c.height))
+                    })?;
                 if height != expected {
                     return Err(Error::Protocol(format!(
                         "block {height} does not follow the committed height {} (expected {expected})",
                         c.height
                     )));
                 }
-                (height - c.initial_height + 1, None)
+                let version = version_of(height, c.initial_height).ok_or_else(|| {
+                    Error::Protocol(format!(
+                        "block {height} is below the initial height {}",
+                        c.initial_height
+                    ))
+                })?;
+                (version, None)
             }
             (None, None) => return Err(Error::Protocol(format!("block {height} before genesis"))),
             (Some(c), Some(_)) => {
@@ -251,7 +264,7 @@ impl Storage {
             .committed()?
             .ok_or_else(|| Error::Query("no state committed yet".into()))?;
         if height > committed.height || height < committed.earliest_height {
-            let restored = if committed.earliest_height + 1 > committed.initial_height {
+            let restored = if committed.earliest_height >= committed.initial_height {
                 " (this node was restored from a snapshot at that height)"
             } else {
                 ""
@@ -261,7 +274,8 @@ impl Storage {
                 committed.earliest_height, committed.height
             )));
         }
-        let version = (height + 1).saturating_sub(committed.initial_height);
+        // Heights below the first block read the genesis version.
+        let version = version_of(height, committed.initial_height).unwrap_or(0);
         let reader = Reader::new(&self.db)?;
         let tree = JellyfishMerkleTree::<_, TreeHasher>::new(&reader);
         let root: RootHash = tree.get_root_hash(version)?;
@@ -296,7 +310,11 @@ impl Storage {
                 "restore of height {height} holds no state"
             )));
         }
-        let version = height - initial_height + 1;
+        let version = version_of(height, initial_height).ok_or_else(|| {
+            Error::Protocol(format!(
+                "restore of height {height} below its initial height {initial_height}"
+            ))
+        })?;
         let reader = RestoreReader {
             inner: Reader::new(&self.db)?,
             version,
@@ -422,6 +440,12 @@ fn write_tree(txn: &redb::WriteTransaction, batch: &TreeUpdateBatch) -> Result<(
     Ok(())
 }
 
+/// The tree version of block `height` on a chain whose first block is
+/// `initial_height`: genesis, one height below it, is version 0.
+fn version_of(height: u64, initial_height: u64) -> Option<Version> {
+    height.checked_sub(initial_height)?.checked_add(1)
+}
+
 fn value_key(key_hash: &KeyHash, version: Version) -> Vec<u8> {
     let mut k = Vec::with_capacity(40);
     k.extend_from_slice(&key_hash.0);
@@ -509,8 +533,7 @@ struct RestoreReader {
 
 impl TreeReader for RestoreReader {
     fn get_node_option(&self, node_key: &NodeKey) -> anyhow::Result<Option<Node>> {
-        if self.version > 0
-            && node_key.version() == self.version - 1
+        if self.version.checked_sub(1) == Some(node_key.version())
             && node_key.nibble_path().is_empty()
         {
             return Ok(Some(Node::Null));

@@ -141,7 +141,8 @@ pub fn action_kind(action: &pb::tx_body::Action) -> &'static str {
 
 /// The bytes a signer signs: the domain tag, then the encoded body.
 pub fn sign_bytes(body: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(SIGN_DOMAIN.len() + body.len());
+    // A capacity hint only: a saturated one still reserves what fits.
+    let mut out = Vec::with_capacity(SIGN_DOMAIN.len().saturating_add(body.len()));
     out.extend_from_slice(SIGN_DOMAIN);
     out.extend_from_slice(body);
     out

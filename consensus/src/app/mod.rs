@@ -140,7 +140,7 @@ impl App {
     pub fn last_committed(&self) -> Result<(u64, [u8; 32])> {
         Ok(match self.store.committed()? {
             None => (0, [0; 32]),
-            Some(c) if c.height + 1 == c.initial_height => (0, c.app_hash),
+            Some(c) if c.height.checked_add(1) == Some(c.initial_height) => (0, c.app_hash),
             Some(c) => (c.height, c.app_hash),
         })
     }
@@ -193,7 +193,9 @@ impl App {
             // CometBFT repeats InitChain when a crash came before the first block
             // committed; the same genesis gives the same answer, another is refused.
             let stored = self.store.get(state_key::GENESIS_DIGEST.as_bytes())?;
-            if c.height + 1 == c.initial_height && stored.as_deref() == Some(&digest[..]) {
+            if c.height.checked_add(1) == Some(c.initial_height)
+                && stored.as_deref() == Some(&digest[..])
+            {
                 return Ok(abci::ResponseInitChain {
                     app_hash: c.app_hash.to_vec().into(),
                     ..Default::default()
@@ -213,8 +215,9 @@ impl App {
             &validators,
             initial_height,
         )?;
+        // `initial_height` is at least 1 (above): genesis is stored one height below.
         let pending = self.store.prepare(
-            initial_height - 1,
+            initial_height.saturating_sub(1),
             state.into_changes(),
             Some(initial_height),
         )?;
@@ -268,7 +271,11 @@ impl App {
             });
         };
         let time_ns = self.store.get_u64(state_key::BLOCK_TIME)?.unwrap_or(0) as i64;
-        let ctx = self.next_ctx(c.height + 1, time_ns)?;
+        let next = c.height.checked_add(1).ok_or_else(|| Error::Corrupt {
+            key: state_key::HEIGHT.into(),
+            reason: format!("committed height {} has no next height", c.height),
+        })?;
+        let ctx = self.next_ctx(next, time_ns)?;
         let base = std::mem::take(&mut self.check_changes);
         let mut check = Overlay::with_changes(self.store.as_ref(), base);
         let decoded = SignedTx::decode_cached(tx, ctx.params.max_tx_bytes, &self.sig_cache);
@@ -311,11 +318,11 @@ impl App {
         self.preverify(&mut ctx, &req.txs, &decoded);
         for (tx, decoded) in req.txs.iter().zip(decoded) {
             let len = tx.len() as u64;
-            if total + len > max_bytes {
+            let Some(with_tx) = total.checked_add(len).filter(|&t| t <= max_bytes) else {
                 continue;
-            }
+            };
             if run_decoded(&mut state, &ctx, decoded)?.code == 0 {
-                total += len;
+                total = with_tx;
                 txs.push(tx.clone());
             }
         }

@@ -136,28 +136,30 @@ fn execute_stateful(
         _ => 0,
     };
     let Some(needed) = tx.body.fee.checked_add(spend) else {
-        return Err(TxError::Overflow {
-            what: "fee + amount",
-        }
-        .into());
+        return Err(TxError::overflow("fee + amount", format!("{} + {spend}", tx.body.fee)).into());
     };
-    if account.balance < needed {
+    let Some(balance) = account.balance.checked_sub(needed) else {
         return Err(TxError::InsufficientFunds {
             address: sender.to_string(),
             balance: account.balance,
             needed,
         }
         .into());
-    }
-    account.balance -= needed;
-    account.nonce += 1;
+    };
+    let Some(next_nonce) = nonce.checked_add(1) else {
+        return Err(TxError::overflow("nonce + 1", format!("{nonce} + 1")).into());
+    };
+    account.balance = balance;
+    account.nonce = next_nonce;
     if account.public_key.is_empty() {
         account.public_key = tx.signer.as_bytes().to_vec();
     }
     state.put_account(&account)?;
     let pool = state.get_u64(state_key::FEE_POOL)?.unwrap_or(0);
     let Some(pool) = pool.checked_add(tx.body.fee) else {
-        return Err(TxError::Overflow { what: "fee pool" }.into());
+        return Err(
+            TxError::overflow("fee pool + fee", format!("{pool} + {}", tx.body.fee)).into(),
+        );
     };
     state.put_u64(state_key::FEE_POOL, pool);
 

@@ -113,7 +113,10 @@ pub(super) fn check_model(m: &pb::RegisterModel, params: &pb::Params) -> Result<
             format!("{} is outside 1..={}", policy.k, params.max_k),
         ));
     }
-    if policy.quorum == 0 || policy.quorum > policy.k || policy.quorum * 2 <= policy.k {
+    if policy.quorum == 0 || policy.quorum > policy.k
+        // 2 x quorum <= k, where an overflowing 2 x quorum exceeds any u32 k.
+        || policy.quorum.checked_mul(2).is_some_and(|q2| q2 <= policy.k)
+    {
         return Err(TxError::invalid(
             "register_model.policy.quorum",
             format!(

@@ -6,7 +6,7 @@ use vichain_proto::v1::{self as pb};
 
 use super::models::check_id;
 use crate::{
-    TxError,
+    Error, TxError,
     ctx::{BlockCtx, Event, TxOutcome},
     error::ExecResult,
     jobs::{self},
@@ -38,7 +38,7 @@ pub(super) fn submit_job(
         .into());
     }
     let Some(min_fee) = model.price.checked_mul(u64::from(k)) else {
-        return Err(TxError::Overflow { what: "price * k" }.into());
+        return Err(TxError::overflow("price * k", format!("{} x {k}", model.price)).into());
     };
     if j.max_fee < min_fee {
         return Err(TxError::invalid(
@@ -76,7 +76,12 @@ pub(super) fn submit_job(
         None => return Err(TxError::invalid("submit_job", "no payload").into()),
     };
     let id = state.get_u64(state_key::NEXT_JOB_ID)?.unwrap_or(1);
-    state.put_u64(state_key::NEXT_JOB_ID, id + 1);
+    // One id per job ever submitted: u64 ids do not run out unless the state is corrupt.
+    let next_id = id.checked_add(1).ok_or_else(|| Error::Corrupt {
+        key: state_key::NEXT_JOB_ID.into(),
+        reason: format!("next job id {id} + 1 overflows"),
+    })?;
+    state.put_u64(state_key::NEXT_JOB_ID, next_id);
     let privacy = match pb::PrivacyMode::try_from(j.privacy) {
         Ok(pb::PrivacyMode::Unspecified) | Err(_) => pb::PrivacyMode::Public,
         Ok(p) => p,
@@ -104,6 +109,7 @@ pub(super) fn submit_job(
         )
         .into());
     }
+    let deadlines = jobs::deadlines(ctx)?;
     let mut job = pb::Job {
         id,
         model_id: j.model_id.clone(),
@@ -122,11 +128,10 @@ pub(super) fn submit_job(
     if split {
         // The client runs the pipeline itself and records it (RecordPipeline) before
         // the deadline; otherwise the job fails and is refunded.
-        job.reveal_deadline =
-            ctx.height + ctx.params.commit_window_blocks + ctx.params.reveal_window_blocks;
+        job.reveal_deadline = deadlines.reveal;
         jobs::add_deadline(state, job.reveal_deadline, id)?;
     } else {
-        jobs::assign(state, ctx, &mut job, &model, k as usize)?;
+        jobs::assign(state, ctx, &mut job, &model, k as usize, deadlines)?;
     }
     let assigned: Vec<String> = job
         .assignments

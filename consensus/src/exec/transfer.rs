@@ -20,12 +20,12 @@ pub(super) fn transfer(
         address: to.as_bytes().to_vec(),
         ..Default::default()
     });
-    recipient.balance = recipient
-        .balance
-        .checked_add(t.amount)
-        .ok_or(TxError::Overflow {
-            what: "recipient balance",
-        })?;
+    recipient.balance = recipient.balance.checked_add(t.amount).ok_or_else(|| {
+        TxError::overflow(
+            "recipient balance + amount",
+            format!("{} + {}", recipient.balance, t.amount),
+        )
+    })?;
     state.put_account(&recipient)?;
     out.events.push(
         Event::new("transfer")

@@ -34,7 +34,11 @@ pub(super) fn add_validator(
         power: v.power,
     };
     state.put(state_key::validator(&v.pub_key), &record);
-    let count = validator_count(state)? + 1;
+    let count = validator_count(state)?;
+    // Every validator holds a distinct key: the count cannot reach u64::MAX.
+    let count = count
+        .checked_add(1)
+        .ok_or_else(|| corrupt_count(count, "+ 1"))?;
     state.put_u64(state_key::VALIDATOR_COUNT, count);
     out.validator_updates.push((v.pub_key.clone(), v.power));
     out.events.push(
@@ -67,7 +71,10 @@ pub(super) fn remove_validator(
         .into());
     }
     state.delete_raw(state_key::validator(&v.pub_key));
-    state.put_u64(state_key::VALIDATOR_COUNT, count - 1);
+    let rest = count
+        .checked_sub(1)
+        .ok_or_else(|| corrupt_count(count, "- 1"))?;
+    state.put_u64(state_key::VALIDATOR_COUNT, rest);
     out.validator_updates.push((v.pub_key.clone(), 0));
     out.events
         .push(Event::new("validator_removed").attr("pub_key", hex::encode(&v.pub_key)));
@@ -110,4 +117,11 @@ pub(super) fn check_power(power: u64, field: &'static str) -> Result<(), TxError
 
 fn validator_count(state: &Overlay<'_>) -> Result<u64, Error> {
     Ok(state.get_u64(state_key::VALIDATOR_COUNT)?.unwrap_or(0))
+}
+
+fn corrupt_count(count: u64, op: &str) -> Error {
+    Error::Corrupt {
+        key: state_key::VALIDATOR_COUNT.into(),
+        reason: format!("validator count {count} {op} overflows"),
+    }
 }

@@ -7,7 +7,7 @@ use vichain_proto::v1 as pb;
 
 use super::lookup::corrupt;
 use crate::{
-    Address, Error,
+    Address, Error, TxError,
     attest::attestation_is_current,
     ctx::BlockCtx,
     state::{Overlay, StateReadExt},
@@ -16,14 +16,40 @@ use crate::{
 
 const ASSIGN_DOMAIN: &[u8] = b"vichain/assign/v1";
 
+/// The commit and reveal deadlines of a round that starts at the block's height.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Deadlines {
+    pub(crate) commit: u64,
+    pub(crate) reveal: u64,
+}
+
+/// The deadlines of a round starting now: `height + commit window`, then `+ reveal
+/// window`. The windows come from the params, so a sum past u64 rejects the
+/// transaction that would open the round.
+pub(crate) fn deadlines(ctx: &BlockCtx) -> Result<Deadlines, TxError> {
+    let p = &ctx.params;
+    let commit = ctx.height.checked_add(p.commit_window_blocks);
+    match commit.and_then(|c| Some((c, c.checked_add(p.reveal_window_blocks)?))) {
+        Some((commit, reveal)) => Ok(Deadlines { commit, reveal }),
+        None => Err(TxError::overflow(
+            "height + commit window + reveal window",
+            format!(
+                "{} + {} + {}",
+                ctx.height, p.commit_window_blocks, p.reveal_window_blocks
+            ),
+        )),
+    }
+}
+
 /// Assigns a new round of up to `count` workers to `job` (not yet stored) and sets
-/// its deadlines. Returns how many were assigned.
+/// its `deadlines`. Returns how many were assigned.
 pub(crate) fn assign(
     state: &mut Overlay<'_>,
     ctx: &BlockCtx,
     job: &mut pb::Job,
     model: &pb::Model,
     count: usize,
+    deadlines: Deadlines,
 ) -> Result<usize, Error> {
     let exclude: Vec<Vec<u8>> = job.assignments.iter().map(|a| a.operator.clone()).collect();
     let candidates = eligible(state, ctx, model, &exclude)?;
@@ -37,8 +63,8 @@ pub(crate) fn assign(
     }
     job.status = pb::JobStatus::Assigned as i32;
     state.put_raw(state_key::open_job(job.id), job.id.to_be_bytes().to_vec());
-    job.commit_deadline = ctx.height + ctx.params.commit_window_blocks;
-    job.reveal_deadline = job.commit_deadline + ctx.params.reveal_window_blocks;
+    job.commit_deadline = deadlines.commit;
+    job.reveal_deadline = deadlines.reveal;
     add_deadline(state, job.commit_deadline, job.id)?;
     add_deadline(state, job.reveal_deadline, job.id)?;
     Ok(chosen.len())
@@ -79,7 +105,9 @@ pub(super) fn eligible(
         if policy.require_tee && !attested(&w, &policy, ctx) {
             continue;
         }
-        let weight = u128::from(w.stake.min(1 << 48)) * u128::from(w.reputation.min(1 << 32));
+        // At most 2^48 x 2^32 = 2^80: the product never saturates a u128.
+        let weight =
+            u128::from(w.stake.min(1 << 48)).saturating_mul(u128::from(w.reputation.min(1 << 32)));
         out.push((addr, weight));
     }
     Ok(out)
@@ -95,7 +123,10 @@ fn draw(
 ) -> Vec<Address> {
     let mut chosen = Vec::with_capacity(count);
     for i in 0..count as u64 {
-        let total: u128 = candidates.iter().map(|(_, w)| w).sum();
+        // Each weight is at most 2^80 (see `eligible`): the sum never saturates.
+        let total = candidates
+            .iter()
+            .fold(0u128, |sum, (_, w)| sum.saturating_add(*w));
         if total == 0 {
             break;
         }
@@ -106,14 +137,23 @@ fn draw(
         h.update(round.to_be_bytes());
         h.update(i.to_be_bytes());
         let digest: [u8; 32] = h.finalize().into();
-        let mut r = u128::from_be_bytes(digest[..16].try_into().unwrap_or([0; 16])) % total;
-        let mut pick = candidates.len() - 1;
+        let Some(mut r) =
+            u128::from_be_bytes(digest[..16].try_into().unwrap_or([0; 16])).checked_rem(total)
+        else {
+            break;
+        };
+        // A positive total means at least one candidate.
+        let Some(mut pick) = candidates.len().checked_sub(1) else {
+            break;
+        };
         for (j, (_, w)) in candidates.iter().enumerate() {
-            if r < *w {
-                pick = j;
-                break;
+            match r.checked_sub(*w) {
+                Some(rest) => r = rest,
+                None => {
+                    pick = j;
+                    break;
+                }
             }
-            r -= w;
         }
         chosen.push(candidates.remove(pick).0);
     }

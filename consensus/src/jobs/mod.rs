@@ -34,7 +34,7 @@ mod pipeline;
 mod seal;
 mod settle;
 
-pub(crate) use assign::{add_deadline, assign, available, index_worker};
+pub(crate) use assign::{add_deadline, assign, available, deadlines, index_worker};
 pub(crate) use commit_reveal::{check_commit, check_reveal, commit_result, reveal_result};
 pub(crate) use deadlines::end_block;
 pub use lookup::status_name;

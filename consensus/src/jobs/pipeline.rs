@@ -5,7 +5,7 @@ use vichain_proto::v1 as pb;
 
 use super::{
     lookup::{corrupt, model_of, status_name},
-    settle::{credit, refund_and_close, serves_range},
+    settle::{credit, latency, mul_div, refund_and_close, serves_range, stage_layers},
 };
 use crate::{
     Address, TxError,
@@ -70,7 +70,8 @@ pub(crate) fn record_pipeline(
                 "record_pipeline.stages",
                 format!(
                     "stage {} ({}..{}) is not held by {op}: no registered worker of it serves exactly those layers of {}",
-                    i + 1,
+                    // A position in the transaction's stages: far below usize::MAX.
+                    i.saturating_add(1),
                     s.start_layer,
                     s.end_layer,
                     model.model_id
@@ -78,18 +79,27 @@ pub(crate) fn record_pipeline(
             ).into());
         }
     }
+    // SubmitJob checked that price x k fits and is escrowed; the escrow bounds the payout.
     let payout = model.price.saturating_mul(u64::from(job.k)).min(job.escrow);
     let mut paid = 0u64;
     for s in &r.stages {
         let op =
             Address::from_bytes(&s.operator).map_err(|e| corrupt("stage".into(), e.to_string()))?;
-        let share = u64::try_from(
-            u128::from(payout) * u128::from(s.end_layer - s.start_layer)
-                / u128::from(model.total_layers.max(1)),
+        let share = mul_div(
+            payout,
+            u64::from(stage_layers(&model, s)?),
+            u64::from(model.total_layers.max(1)),
         )
         .unwrap_or(0);
         credit(state, &op, share)?;
-        paid += share;
+        // The stages cover the model's layers once, so the shares add up to at most
+        // the payout.
+        paid = paid.checked_add(share).ok_or_else(|| {
+            corrupt(
+                state_key::job(job.id),
+                format!("paid {paid} + share {share} overflows"),
+            )
+        })?;
     }
     job.pipeline = r.stages.clone();
     job.output_hash = r.output_hash.clone();
@@ -101,7 +111,7 @@ pub(crate) fn record_pipeline(
             .attr("model_id", &job.model_id)
             .attr("outcome", &job.outcome)
             .attr("stages", r.stages.len())
-            .attr("latency_blocks", ctx.height - job.submitted_height)
+            .attr("latency_blocks", latency(ctx, &job))
             .attr("submitted_time_ns", job.submitted_time_ns),
     );
     state.put(state_key::job(job.id), &job);

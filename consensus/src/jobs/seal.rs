@@ -98,13 +98,14 @@ pub(crate) fn seal_inputs(
 
 /// Stateless checks of a `SealInputs`.
 pub(crate) fn check_seal(s: &pb::SealInputs, params: &pb::Params) -> Result<(), TxError> {
-    if s.copies.is_empty() || s.copies.len() > 2 * params.max_k as usize {
+    // Twice a u32 fits a u64.
+    let max_copies = u64::from(params.max_k).saturating_mul(2);
+    if s.copies.is_empty() || s.copies.len() as u64 > max_copies {
         return Err(TxError::invalid(
             "seal_inputs.copies",
             format!(
-                "{} copies; between 1 and {} allowed",
-                s.copies.len(),
-                2 * params.max_k
+                "{} copies; between 1 and {max_copies} allowed",
+                s.copies.len()
             ),
         ));
     }
@@ -115,7 +116,9 @@ pub(crate) fn check_seal(s: &pb::SealInputs, params: &pb::Params) -> Result<(), 
                 format!("{} bytes, expected 20", c.operator.len()),
             )
         })?;
-        let max = params.max_input_bytes as usize + vichain_tee::SEALED_INPUT_OVERHEAD;
+        // A limit past usize::MAX is no limit: saturating keeps it so.
+        let max =
+            (params.max_input_bytes as usize).saturating_add(vichain_tee::SEALED_INPUT_OVERHEAD);
         if c.sealed.len() > max {
             return Err(TxError::OversizeInput {
                 size: c.sealed.len() as u64,

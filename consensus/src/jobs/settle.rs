@@ -5,7 +5,7 @@
 use vichain_proto::v1 as pb;
 
 use super::{
-    assign::{assign, eligible},
+    assign::{assign, deadlines, eligible},
     lookup::corrupt,
     output::equivalent,
 };
@@ -23,7 +23,7 @@ pub const REPUTATION_ONE: u64 = 1_000_000;
 /// crowds out the others.
 pub const REPUTATION_MAX: u64 = 10 * REPUTATION_ONE;
 
-const PPM: u128 = 1_000_000;
+const PPM: u64 = 1_000_000;
 
 /// Decides the job if it can be decided: finalize, escalate, or fail.
 pub(super) fn tally(
@@ -41,16 +41,26 @@ pub(super) fn tally(
     let exclude: Vec<Vec<u8>> = job.assignments.iter().map(|a| a.operator.clone()).collect();
     if job.round < ctx.params.max_escalations && !eligible(state, ctx, model, &exclude)?.is_empty()
     {
-        job.round += 1;
-        let assigned = assign(state, ctx, job, model, job.k as usize)?;
-        events.push(
-            Event::new("job_escalated")
-                .attr("job_id", job.id)
-                .attr("model_id", &job.model_id)
-                .attr("round", job.round)
-                .attr("workers", assigned),
-        );
-        return Ok(());
+        // A round whose deadlines would pass u64 (windows near u64::MAX in the params)
+        // cannot be opened: the job fails instead of escalating.
+        if let Ok(deadlines) = deadlines(ctx) {
+            // round < max_escalations, a u32: the next round fits.
+            job.round = job.round.checked_add(1).ok_or_else(|| {
+                corrupt(
+                    state_key::job(job.id),
+                    format!("round {} + 1 overflows", job.round),
+                )
+            })?;
+            let assigned = assign(state, ctx, job, model, job.k as usize, deadlines)?;
+            events.push(
+                Event::new("job_escalated")
+                    .attr("job_id", job.id)
+                    .attr("model_id", &job.model_id)
+                    .attr("round", job.round)
+                    .attr("workers", assigned),
+            );
+            return Ok(());
+        }
     }
     fail(state, ctx, job, "no_quorum", events)
 }
@@ -110,10 +120,17 @@ fn finalize(
                 .zip(&center_stages)
                 .position(|(x, y)| x.output_hash != y.output_hash)
         })
-        .map_or(0, |i| i as u32 + 1);
+        // A position among one reveal's stages, bounded by the transaction's size.
+        .map_or(0, |i| (i as u32).saturating_add(1));
 
+    // SubmitJob checked that price x k fits and is escrowed; the escrow bounds the payout.
     let payout = model.price.saturating_mul(u64::from(job.k)).min(job.escrow);
-    let share = payout / group.len() as u64;
+    let share = payout.checked_div(group.len() as u64).ok_or_else(|| {
+        corrupt(
+            state_key::job(job.id),
+            "finalized without an agreeing group",
+        )
+    })?;
     let mut paid = 0u64;
     let mut assignments = std::mem::take(&mut job.assignments);
     for (i, a) in assignments.iter_mut().enumerate() {
@@ -138,18 +155,30 @@ fn finalize(
             if op == orchestrator || !serves_range(state, model, &op, s)? {
                 continue;
             }
-            let part = u64::try_from(
-                u128::from(share) * u128::from(s.end_layer - s.start_layer)
-                    / u128::from(model.total_layers.max(1)),
+            let part = mul_div(
+                share,
+                u64::from(stage_layers(model, s)?),
+                u64::from(model.total_layers.max(1)),
             )
             .unwrap_or(0)
             .min(rest);
             credit(state, &op, part)?;
-            rest -= part;
+            rest = rest.checked_sub(part).ok_or_else(|| {
+                corrupt(
+                    state_key::job(job.id),
+                    format!("stage part {part} exceeds the rest {rest} of a share"),
+                )
+            })?;
         }
         credit(state, &orchestrator, rest)?;
         a.reward = share;
-        paid += share;
+        // The shares add up to at most the payout, itself at most the escrow.
+        paid = paid.checked_add(share).ok_or_else(|| {
+            corrupt(
+                state_key::job(job.id),
+                format!("paid {paid} + share {share} overflows"),
+            )
+        })?;
     }
     job.assignments = assignments;
     refund_and_close(state, ctx, job, paid, pb::JobStatus::Finalized)?;
@@ -163,7 +192,7 @@ fn finalize(
             .attr("model_id", &job.model_id)
             .attr("outcome", &job.outcome)
             .attr("agreed", agreed.join(","))
-            .attr("latency_blocks", ctx.height - job.submitted_height)
+            .attr("latency_blocks", latency(ctx, job))
             .attr("submitted_time_ns", job.submitted_time_ns)
             .attr("diverged_stage", job.diverged_stage),
     );
@@ -220,9 +249,17 @@ fn judge(
         }
         pb::Verdict::Dissented => {
             w.reputation = scale_reputation(w.reputation, ctx.params.reputation_penalty_ppm);
-            let slash = u64::try_from(u128::from(w.stake) * u128::from(ctx.params.slash_ppm) / PPM)
-                .unwrap_or(w.stake);
-            w.stake -= slash;
+            let slash = mul_div(w.stake, ctx.params.slash_ppm, PPM).unwrap_or(w.stake);
+            // Genesis bounds slash_ppm by 1000000, so the slash is at most the stake.
+            w.stake = w.stake.checked_sub(slash).ok_or_else(|| {
+                corrupt(
+                    state_key::PARAMS.into(),
+                    format!(
+                        "slash_ppm {} slashes {slash}, more than the stake {} of {addr}",
+                        ctx.params.slash_ppm, w.stake
+                    ),
+                )
+            })?;
             a.slashed = slash;
             events.push(
                 Event::new("worker_slashed")
@@ -231,7 +268,15 @@ fn judge(
             );
             events.push(Event::new("worker_penalized").attr("worker", addr));
             let pool = state.get_u64(state_key::FEE_POOL)?.unwrap_or(0);
-            state.put_u64(state_key::FEE_POOL, pool.saturating_add(slash));
+            // The slash left a stake, and the pool and all stakes together are part of
+            // the total supply, which genesis bounds by u64::MAX.
+            let pool = pool.checked_add(slash).ok_or_else(|| {
+                corrupt(
+                    state_key::FEE_POOL.into(),
+                    format!("fee pool {pool} + slash {slash} overflows"),
+                )
+            })?;
+            state.put_u64(state_key::FEE_POOL, pool);
         }
         pb::Verdict::Absent => {
             w.reputation = scale_reputation(w.reputation, ctx.params.reputation_penalty_ppm);
@@ -244,11 +289,37 @@ fn judge(
     Ok(())
 }
 
+/// Reputation is clamped to [`REPUTATION_MAX`], so a product past u64 saturates:
+/// it would be clamped anyway.
 fn scale_reputation(r: u64, ppm: u64) -> u64 {
-    let scaled = u128::from(r) * u128::from(ppm) / PPM;
-    u64::try_from(scaled)
-        .unwrap_or(u64::MAX)
-        .min(REPUTATION_MAX)
+    mul_div(r, ppm, PPM).unwrap_or(u64::MAX).min(REPUTATION_MAX)
+}
+
+/// `a x b / d` rounded down, computed in u128 (where a product of two u64 always
+/// fits); `None` where `d` is 0 or the quotient does not fit a u64.
+pub(super) fn mul_div(a: u64, b: u64, d: u64) -> Option<u64> {
+    let product = u128::from(a).checked_mul(u128::from(b))?;
+    u64::try_from(product.checked_div(u128::from(d))?).ok()
+}
+
+/// How many layers a stage holds: it matches a shard of `model`, and shards are
+/// non-empty (checked at registration), so only a corrupt model gives none.
+pub(super) fn stage_layers(model: &pb::Model, s: &pb::Stage) -> Result<u32, Error> {
+    s.end_layer.checked_sub(s.start_layer).ok_or_else(|| {
+        corrupt(
+            state_key::model(&model.model_id),
+            format!(
+                "stage {}..{} ends before it starts",
+                s.start_layer, s.end_layer
+            ),
+        )
+    })
+}
+
+/// Blocks from a job's submission to `ctx`, for its events; a job is never settled
+/// below the height it was submitted at, so this never saturates.
+pub(super) fn latency(ctx: &BlockCtx, job: &pb::Job) -> u64 {
+    ctx.height.saturating_sub(job.submitted_height)
 }
 
 pub(super) fn credit(state: &mut Overlay<'_>, to: &Address, amount: u64) -> Result<(), Error> {
@@ -259,7 +330,14 @@ pub(super) fn credit(state: &mut Overlay<'_>, to: &Address, amount: u64) -> Resu
         address: to.as_bytes().to_vec(),
         ..Default::default()
     });
-    account.balance = account.balance.saturating_add(amount);
+    // What is credited was debited elsewhere (an escrow, a stake), and genesis bounds
+    // the total supply by u64::MAX: only a corrupt state overflows a balance.
+    account.balance = account.balance.checked_add(amount).ok_or_else(|| {
+        corrupt(
+            state_key::account(to),
+            format!("balance {} + {amount} overflows", account.balance),
+        )
+    })?;
     state.put_account(&account)
 }
 
@@ -272,7 +350,12 @@ pub(super) fn refund_and_close(
     paid: u64,
     status: pb::JobStatus,
 ) -> Result<(), Error> {
-    job.refund = job.escrow - paid;
+    job.refund = job.escrow.checked_sub(paid).ok_or_else(|| {
+        corrupt(
+            state_key::job(job.id),
+            format!("paid {paid} exceeds the escrow {}", job.escrow),
+        )
+    })?;
     let client = Address::from_bytes(&job.client)
         .map_err(|e| corrupt(state_key::job(job.id), e.to_string()))?;
     credit(state, &client, job.refund)?;
@@ -313,6 +396,42 @@ pub(super) fn serves_range(
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn overflow_attack_reputation_and_stake_at_the_bounds_saturate_or_stay_exact() {
+        // Reputation saturates to its cap, whatever the factor.
+        assert_eq!(scale_reputation(u64::MAX, u64::MAX), REPUTATION_MAX);
+        assert_eq!(scale_reputation(u64::MAX, 0), 0);
+        // A slash of the largest stake at 100% is exact; one past 100% does not fit.
+        assert_eq!(mul_div(u64::MAX, PPM, PPM), Some(u64::MAX));
+        assert_eq!(mul_div(u64::MAX, 1_000_001, PPM), None);
+        assert_eq!(mul_div(u64::MAX, u64::MAX, u64::MAX), Some(u64::MAX));
+        assert_eq!(mul_div(1, 1, 0), None);
+    }
+
+    #[test]
+    fn overflow_attack_credit_past_u64_halts_and_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::Storage::open(&dir.path().join("state.redb")).unwrap();
+        let mut state = Overlay::new(&store);
+        let to = Address([5; 20]);
+        let rich = pb::Account {
+            address: to.as_bytes().to_vec(),
+            balance: u64::MAX - 1,
+            ..Default::default()
+        };
+        state.put_account(&rich).unwrap();
+        credit(&mut state, &to, 1).unwrap();
+        assert_eq!(state.account(&to).unwrap().unwrap().balance, u64::MAX);
+        // Only a broken supply invariant gets here: halt, rather than burn tokens by
+        // saturating or mint them by wrapping.
+        let err = credit(&mut state, &to, 1).unwrap_err();
+        assert!(
+            matches!(&err, Error::Corrupt { reason, .. } if reason.contains("18446744073709551615 + 1")),
+            "{err}"
+        );
+        assert_eq!(state.account(&to).unwrap().unwrap().balance, u64::MAX);
+    }
 
     #[test]
     fn reputation_follows_the_papers_factors_and_is_capped() {

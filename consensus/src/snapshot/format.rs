@@ -106,7 +106,9 @@ impl SnapshotMetadata {
     }
 
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(METADATA_FIXED_BYTES + 32 * self.chunk_hashes.len());
+        // A capacity hint only (the hashes are bounded by MAX_CHUNKS).
+        let hashes = self.chunk_hashes.len().saturating_mul(32);
+        let mut out = Vec::with_capacity(METADATA_FIXED_BYTES.saturating_add(hashes));
         out.extend_from_slice(&self.format.to_le_bytes());
         out.extend_from_slice(&self.height.to_le_bytes());
         out.extend_from_slice(&self.initial_height.to_le_bytes());
@@ -157,8 +159,12 @@ impl SnapshotMetadata {
                 format!("height {height} is not at or after the initial height {initial_height}"),
             ));
         }
-        let min = u64::from(count) * (CHUNK_HEADER_BYTES as u64 + 8);
-        let max = (u64::from(count) * MAX_CHUNK_BYTES as u64).min(MAX_SNAPSHOT_BYTES);
+        // A u32 count times a constant below 2^32 fits a u64: these never saturate.
+        const MIN_CHUNK_BYTES: u64 = CHUNK_HEADER_BYTES as u64 + 8;
+        let min = u64::from(count).saturating_mul(MIN_CHUNK_BYTES);
+        let max = u64::from(count)
+            .saturating_mul(MAX_CHUNK_BYTES as u64)
+            .min(MAX_SNAPSHOT_BYTES);
         if !(min..=max).contains(&total_bytes) {
             return Err(SnapshotError::invalid(
                 "total bytes",
@@ -200,14 +206,16 @@ pub fn push_pair(body: &mut Vec<u8>, key: &[u8], value: &[u8]) -> SnapshotResult
     Ok(())
 }
 
-/// Bytes one pair takes in a chunk.
+/// Bytes one pair takes in a chunk (saturating: a pair that large is refused anyway,
+/// by [`push_pair`]'s bounds).
 pub fn pair_len(key: &[u8], value: &[u8]) -> usize {
-    8 + key.len() + value.len()
+    key.len().saturating_add(value.len()).saturating_add(8)
 }
 
 /// A chunk: the pair count, then the pairs appended by [`push_pair`].
 pub fn finish_chunk(pairs: u32, body: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(CHUNK_HEADER_BYTES + body.len());
+    // A capacity hint only.
+    let mut out = Vec::with_capacity(CHUNK_HEADER_BYTES.saturating_add(body.len()));
     out.extend_from_slice(&pairs.to_le_bytes());
     out.extend_from_slice(body);
     out
@@ -280,7 +288,8 @@ impl<'a> Cursor<'a> {
     }
 
     fn left(&self) -> usize {
-        self.bytes.len() - self.offset
+        // `take` keeps the offset within the bytes.
+        self.bytes.len().saturating_sub(self.offset)
     }
 
     fn need(&self, n: u64) -> SnapshotResult<()> {
@@ -297,8 +306,10 @@ impl<'a> Cursor<'a> {
 
     fn take(&mut self, n: usize) -> SnapshotResult<&'a [u8]> {
         self.need(n as u64)?;
-        let out = &self.bytes[self.offset..self.offset + n];
-        self.offset += n;
+        // `need` leaves n <= left(): the end stays within the bytes.
+        let end = self.offset.saturating_add(n);
+        let out = &self.bytes[self.offset..end];
+        self.offset = end;
         Ok(out)
     }
 
@@ -346,6 +357,7 @@ impl<'a> Cursor<'a> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::arithmetic_side_effects)]
     use proptest::prelude::*;
 
     use super::*;

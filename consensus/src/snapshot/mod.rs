@@ -382,11 +382,21 @@ impl<'a> ChunkWriter<'a> {
     }
 
     fn push(&mut self, key: &[u8], value: &[u8]) -> SnapshotResult<()> {
-        if self.pairs > 0 && 4 + self.body.len() + format::pair_len(key, value) > self.chunk_bytes {
+        // Lengths of bounded keys and values in a bounded chunk: never saturates.
+        let with_pair = self
+            .body
+            .len()
+            .saturating_add(format::pair_len(key, value))
+            .saturating_add(4);
+        if self.pairs > 0 && with_pair > self.chunk_bytes {
             self.flush()?;
         }
         format::push_pair(&mut self.body, key, value)?;
-        self.pairs += 1;
+        self.pairs = self.pairs.checked_add(1).ok_or(SnapshotError::TooLarge {
+            what: "chunk pair count",
+            size: 1 << 32,
+            max: u64::from(u32::MAX),
+        })?;
         Ok(())
     }
 
@@ -400,7 +410,8 @@ impl<'a> ChunkWriter<'a> {
                 max: u64::from(MAX_CHUNKS),
             });
         }
-        self.total += chunk.len() as u64;
+        // A saturated total is above MAX_SNAPSHOT_BYTES, refused below.
+        self.total = self.total.saturating_add(chunk.len() as u64);
         if self.total > MAX_SNAPSHOT_BYTES {
             return Err(SnapshotError::TooLarge {
                 what: "snapshot",

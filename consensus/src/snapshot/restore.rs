@@ -116,13 +116,13 @@ impl Restore {
         if self.chunks.contains_key(&index) {
             return Applied::Accepted;
         }
-        let bytes = self.bytes + chunk.len() as u64;
-        if bytes > self.metadata.total_bytes {
+        let bytes = self.bytes.checked_add(chunk.len() as u64);
+        let Some(bytes) = bytes.filter(|&b| b <= self.metadata.total_bytes) else {
             return Applied::RejectSnapshot(format!(
                 "chunks add up to more than the {} bytes the snapshot declares",
                 self.metadata.total_bytes
             ));
-        }
+        };
         let pairs = match decode_chunk(chunk) {
             Ok(p) => p,
             // The chunk is the one the metadata names: the snapshot is bad.
@@ -148,7 +148,8 @@ impl Restore {
             {
                 return Applied::RejectSnapshot(format!(
                     "the first key of chunk {index} is not above the last key of chunk {}",
-                    index - 1
+                    // Some chunk came before this one: its index is at least 1.
+                    index.saturating_sub(1)
                 ));
             }
             all.extend(pairs);
