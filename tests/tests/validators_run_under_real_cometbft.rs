@@ -533,6 +533,24 @@ fn validator_set_changes_from_the_authority_take_effect_in_cometbft() {
     assert_same_app_hashes(&net, &[0, five], removed_at, removed_at + 3);
 }
 
+/// A 32-byte seed from a number.
+fn seed32(i: u32) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(i.to_be_bytes()).into()
+}
+
+/// The height of the newest complete snapshot a node keeps (0: none).
+fn newest_snapshot(home: &Path) -> u64 {
+    std::fs::read_dir(home.join("data/snapshots"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.path().join("metadata").exists())
+        .filter_map(|e| e.file_name().to_str()?.parse::<u64>().ok())
+        .max()
+        .unwrap_or(0)
+}
+
 /// The snapshot chunk files a node keeps under `HOME/data/snapshots`.
 fn chunk_files(home: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
@@ -589,7 +607,9 @@ fn metric(port: u16, name: &str) -> f64 {
 fn a_new_node_joins_by_state_sync_and_a_corrupted_chunk_is_refetched_never_applied() {
     let mut net = localnet(4, 10);
     net.wait_height(0, 2, LONG).unwrap();
-    // Some state worth restoring: accounts created over several blocks.
+    // Some state worth restoring: accounts created over several blocks, through
+    // different validators, and 800 more, for a snapshot of several 4 KiB chunks: the
+    // new node then fetches many chunks from the corrupting peers below.
     for seed in 20..26u8 {
         transfer(
             &net,
@@ -598,11 +618,29 @@ fn a_new_node_joins_by_state_sync_and_a_corrupted_chunk_is_refetched_never_appli
             1000 + u64::from(seed),
         );
     }
-    net.wait_height(0, 21, LONG).unwrap();
-    wait_until("snapshots on every validator", LONG, || {
-        Ok((0..4).all(|i| !chunk_files(&net.nodes[i].home.root).is_empty()))
+    let many: Vec<Action> = (0..800u32)
+        .map(|i| {
+            Action::Transfer(pb::Transfer {
+                to: Address::from_public_key(&SigningKey::from_bytes(&seed32(i)).verifying_key())
+                    .as_bytes()
+                    .to_vec(),
+                amount: 1,
+            })
+        })
+        .collect();
+    net.send(1, &net.authority().unwrap(), many).unwrap();
+    let state_height = net.height(0);
+    wait_until("a snapshot of that state on every validator", LONG, || {
+        Ok((0..4).all(|i| newest_snapshot(&net.nodes[i].home.root) >= state_height))
     })
     .unwrap();
+    // With k chunks and 3 of 4 peers corrupting, no refusal at all has odds 4^-k.
+    let newest = format!("{:020}", newest_snapshot(&net.nodes[0].home.root));
+    let chunks = chunk_files(&net.nodes[0].home.root)
+        .iter()
+        .filter(|p| p.to_string_lossy().contains(&newest))
+        .count();
+    assert!(chunks >= 8, "only {chunks} chunks in the newest snapshot");
     // Three of the four validators serve corrupted chunks (a bad disk, or a lying
     // peer): the new node must refuse each, refetch it from another peer, and never
     // apply one.
