@@ -385,7 +385,7 @@ pub fn check_tx_rejected(code: u32) {
 }
 
 /// Records a finalized block: its transactions, duration, interval and the job
-/// events it carries; keeps a summary for [`recent_blocks`] until Commit.
+/// events it carries; returns its summary, which the App keeps until Commit.
 pub(crate) fn block_finalized(
     height: u64,
     time_ns: i64,
@@ -393,7 +393,7 @@ pub(crate) fn block_finalized(
     kinds: &[&'static str],
     response: &abci::ResponseFinalizeBlock,
     started: Instant,
-) {
+) -> BlockRecord {
     let elapsed = started.elapsed();
     histogram!(CHAIN_FINALIZE_DURATION).record(elapsed.as_secs_f64());
     histogram!(CHAIN_BLOCK_TXS).record(response.tx_results.len() as f64);
@@ -421,7 +421,7 @@ pub(crate) fn block_finalized(
     for e in events {
         job_event(e, time_ns, &mut jobs);
     }
-    let record = BlockRecord {
+    BlockRecord {
         height,
         time_ns,
         txs: response.tx_results.len() as u64,
@@ -432,22 +432,16 @@ pub(crate) fn block_finalized(
         jobs_finalized: jobs.finalized,
         jobs_failed: jobs.failed,
         job_latency_seconds_sum: jobs.latency_sum,
-    };
-    *lock(&PENDING) = Some(record);
+    }
 }
 
-/// Records a committed block.
-pub(crate) fn block_committed(height: u64, started: Instant) {
+/// Records a committed block (with its summary, when it was finalized by this App).
+pub(crate) fn block_committed(height: u64, started: Instant, record: Option<&BlockRecord>) {
     histogram!(CHAIN_COMMIT_DURATION).record(started.elapsed().as_secs_f64());
     gauge!(CHAIN_HEIGHT).set(height as f64);
     counter!(CHAIN_BLOCKS).increment(1);
-    if let Some(record) = lock(&PENDING).take().filter(|r| r.height == height) {
+    if let Some(record) = record {
         gauge!(CHAIN_LAST_BLOCK_TIME).set(record.time_ns as f64 / 1e9);
-        let mut recent = lock(&RECENT);
-        if recent.len() >= RECENT_CAPACITY {
-            recent.pop_front();
-        }
-        recent.push_back(record);
     }
 }
 
@@ -652,21 +646,50 @@ fn hex_bytes<S: serde::Serializer>(b: &[u8; 32], s: S) -> Result<S::Ok, S::Error
     s.serialize_str(&hex::encode(b))
 }
 
-/// How many committed blocks [`recent_blocks`] remembers.
+/// How many committed blocks [`RecentBlocks`] remembers.
 pub const RECENT_CAPACITY: usize = 512;
 
-static PENDING: Mutex<Option<BlockRecord>> = Mutex::new(None);
-static RECENT: Mutex<VecDeque<BlockRecord>> = Mutex::new(VecDeque::new());
+/// The summaries of the last blocks one [`crate::App`] committed, for the node's
+/// dashboard (kept in memory, not in state). Each App has its own: several Apps in
+/// one process (the test harness runs four) keep theirs apart.
+#[derive(Debug, Default)]
+pub struct RecentBlocks {
+    pending: Mutex<Option<BlockRecord>>,
+    committed: Mutex<VecDeque<BlockRecord>>,
+}
+
+impl RecentBlocks {
+    /// Keeps the summary of a finalized block until it is committed.
+    pub(crate) fn finalized(&self, record: BlockRecord) {
+        *lock(&self.pending) = Some(record);
+    }
+
+    /// Moves the pending summary of block `height` to the committed ones, and
+    /// returns it.
+    pub(crate) fn committed(&self, height: u64) -> Option<BlockRecord> {
+        let record = lock(&self.pending).take().filter(|r| r.height == height)?;
+        let mut recent = lock(&self.committed);
+        if recent.len() >= RECENT_CAPACITY {
+            recent.pop_front();
+        }
+        recent.push_back(record.clone());
+        Some(record)
+    }
+
+    /// The last `limit` committed blocks, newest first.
+    pub fn latest(&self, limit: usize) -> Vec<BlockRecord> {
+        lock(&self.committed)
+            .iter()
+            .rev()
+            .take(limit)
+            .cloned()
+            .collect()
+    }
+}
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // The data stays valid whatever a panicking holder was doing.
     m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// The last `limit` blocks committed by this process, newest first. Process-wide,
-/// like the metrics recorder: a node runs one ledger.
-pub fn recent_blocks(limit: usize) -> Vec<BlockRecord> {
-    lock(&RECENT).iter().rev().take(limit).cloned().collect()
 }
 
 #[cfg(test)]

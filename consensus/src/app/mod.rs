@@ -50,6 +50,8 @@ pub struct App {
     snapshots: Option<Arc<SnapshotStore>>,
     /// The snapshot accepted by OfferSnapshot, while its chunks arrive.
     restore: Option<Restore>,
+    /// Summaries of the blocks this App committed, for the node's dashboard.
+    recent: Arc<metrics::RecentBlocks>,
 }
 
 /// Result of running one transaction.
@@ -87,7 +89,13 @@ impl App {
             zk_keys: Arc::default(),
             snapshots: None,
             restore: None,
+            recent: Arc::default(),
         }
+    }
+
+    /// The summaries of the blocks this App commits, shared with whoever shows them.
+    pub fn recent_blocks(&self) -> Arc<metrics::RecentBlocks> {
+        self.recent.clone()
     }
 
     /// Takes state-sync snapshots into `snapshots` (as its config says) and serves
@@ -468,7 +476,9 @@ impl App {
             app_hash: app_hash.to_vec().into(),
         };
         let prev_time = self.store.get_u64(state_key::BLOCK_TIME).ok().flatten();
-        metrics::block_finalized(height, time, prev_time, &kinds, &response, started);
+        self.recent.finalized(metrics::block_finalized(
+            height, time, prev_time, &kinds, &response, started,
+        ));
         Ok(response)
     }
 
@@ -482,7 +492,8 @@ impl App {
         let height = pending.height;
         self.store.commit(pending)?;
         self.check_changes.clear();
-        metrics::block_committed(height, started);
+        let record = self.recent.committed(height);
+        metrics::block_committed(height, started, record.as_ref());
         debug!(height, "Commit");
         if let Some(snapshots) = self.snapshots.as_ref().filter(|s| s.is_due(height)) {
             // The view is opened before Commit returns, so it is of exactly this

@@ -555,13 +555,10 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
-fn open_app(home: &Home) -> Result<(Arc<Storage>, Arc<Mutex<App>>)> {
-    let store = Arc::new(
-        Storage::open(&home.state_db())
-            .with_context(|| format!("opening {}", home.state_db().display()))?,
-    );
-    let app = Arc::new(Mutex::new(App::new(store.clone())));
-    Ok((store, app))
+fn open_store(home: &Home) -> Result<Arc<Storage>> {
+    Ok(Arc::new(Storage::open(&home.state_db()).with_context(
+        || format!("opening {}", home.state_db().display()),
+    )?))
 }
 
 async fn start(home: Home, metrics_addr: Option<std::net::SocketAddr>) -> Result<()> {
@@ -576,10 +573,7 @@ async fn start(home: Home, metrics_addr: Option<std::net::SocketAddr>) -> Result
 
 async fn start_node(home: Home, config: vichain_config::NodeConfig) -> Result<()> {
     config.validate()?;
-    let store = Arc::new(
-        Storage::open(&home.state_db())
-            .with_context(|| format!("opening {}", home.state_db().display()))?,
-    );
+    let store = open_store(&home)?;
     // Snapshots for nodes joining by state sync, every `snapshot_interval` blocks; a
     // node restores one offered to it either way.
     let snapshots = home.root.join("data").join("snapshots");
@@ -587,6 +581,7 @@ async fn start_node(home: Home, config: vichain_config::NodeConfig) -> Result<()
         SnapshotStore::new(snapshots.clone(), config.state_sync.clone())
             .with_context(|| format!("opening {}", snapshots.display()))?,
     );
+    let recent = app.recent_blocks();
     let app = Arc::new(Mutex::new(app));
     let mut tasks = TaskManager::new();
     let addr = AbciAddr::parse(&config.abci.listen)?;
@@ -611,6 +606,7 @@ async fn start_node(home: Home, config: vichain_config::NodeConfig) -> Result<()
         &mut tasks,
         &config.metrics,
         store.clone(),
+        recent,
         None,
         Some(view),
         &chain_id,
@@ -657,7 +653,10 @@ async fn dev(
         .load_validator_key()
         .map(|k| hex::decode(home::cometbft_address(&k)).unwrap_or_default())
         .unwrap_or_default();
-    let (store, app) = open_app(&home)?;
+    let store = open_store(&home)?;
+    let app = App::new(store.clone());
+    let recent = app.recent_blocks();
+    let app = Arc::new(Mutex::new(app));
     let chain = Arc::new(DevChain::new(
         app,
         config.dev.clone(),
@@ -671,6 +670,7 @@ async fn dev(
         &mut tasks,
         &config.metrics,
         store.clone(),
+        recent,
         Some(chain.clone()),
         None,
         &genesis.chain_id,

@@ -47,7 +47,8 @@ use axum::{
 use prost::Message;
 use serde_json::{Value, json};
 use vichain_consensus::{
-    Address, REPUTATION_ONE, StateReadExt, Storage, attestation_is_current, metrics::BlockRecord,
+    Address, REPUTATION_ONE, StateReadExt, Storage, attestation_is_current,
+    metrics::{BlockRecord, RecentBlocks},
     state_key,
 };
 use vichain_proto::v1 as pb;
@@ -206,11 +207,8 @@ pub fn block_json(b: &BlockRecord) -> Value {
     serde_json::to_value(b).unwrap_or(Value::Null)
 }
 
-pub(super) fn blocks(limit: usize) -> Value {
-    let blocks: Vec<Value> = vichain_consensus::metrics::recent_blocks(limit)
-        .iter()
-        .map(block_json)
-        .collect();
+pub(super) fn blocks(recent: &RecentBlocks, limit: usize) -> Value {
+    let blocks: Vec<Value> = recent.latest(limit).iter().map(block_json).collect();
     json!({ "blocks": blocks })
 }
 

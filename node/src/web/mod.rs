@@ -51,6 +51,8 @@ pub struct WebState {
     pub dev: Option<Arc<DevChain>>,
     /// CometBFT's view (validator set, peers, sync state) in `vichaind start`.
     pub comet: Option<CometView>,
+    /// The blocks the node's ledger committed since it started.
+    pub recent: Arc<vichain_consensus::metrics::RecentBlocks>,
 }
 
 /// The routes, for serving or for tests.
@@ -76,6 +78,7 @@ pub fn spawn(
     tasks: &mut TaskManager,
     config: &MetricsConfig,
     store: Arc<Storage>,
+    recent: Arc<vichain_consensus::metrics::RecentBlocks>,
     dev: Option<Arc<DevChain>>,
     comet: Option<CometView>,
     chain_id: &str,
@@ -98,6 +101,7 @@ pub fn spawn(
         metrics: handle,
         dev,
         comet,
+        recent,
     };
     tasks.spawn_critical("http", serve(config.listen, state, tasks.shutdown()));
     Ok(())
@@ -284,10 +288,10 @@ async fn validators(State(s): Shared) -> Response {
     )
 }
 
-async fn blocks(RawQuery(q): RawQuery) -> Response {
+async fn blocks(State(s): Shared, RawQuery(q): RawQuery) -> Response {
     blocking("/api/blocks", move || {
         let limit = parse_limit(q.as_deref(), 100, MAX_BLOCKS)?;
-        Ok(json(StatusCode::OK, &api::blocks(limit)))
+        Ok(json(StatusCode::OK, &api::blocks(&s.recent, limit)))
     })
     .await
 }
