@@ -597,7 +597,7 @@ async fn start_node(home: Home, config: vichain_config::NodeConfig) -> Result<()
     let max_frame = config.abci.max_frame_bytes;
     let abci_app = app.clone();
     tasks.spawn_critical("abci", async move {
-        abci::serve(listener, abci_app, max_frame, shutdown.receiver()).await;
+        abci::serve(listener, abci_app, max_frame, shutdown.token()).await;
         Ok(())
     });
     let rpc = CometRpc::new(&config.cometbft.rpc, config.cometbft.timeout)?;
