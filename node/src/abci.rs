@@ -18,8 +18,8 @@ use tendermint_proto::v0_38::abci::{self as abci, request, response};
 use tokio::{
     io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter},
     net::{TcpListener, UnixListener},
-    sync::watch,
 };
+use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 use vichain_consensus::App;
@@ -79,18 +79,18 @@ pub enum ConnError {
     App(String),
 }
 
-/// Serves ABCI connections until `shutdown` turns true. Each connection runs in
+/// Serves ABCI connections until `shutdown` is cancelled. Each connection runs in
 /// its own task; the application is shared behind a mutex.
 pub async fn serve(
     listener: AbciListener,
     app: Arc<Mutex<App>>,
     max_frame_bytes: u64,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: CancellationToken,
 ) {
     info!(addr = %listener.local_addr(), "ABCI server listening");
     loop {
         let accepted = tokio::select! {
-            _ = shutdown.changed() => break,
+            _ = shutdown.cancelled() => break,
             a = accept(&listener) => a,
         };
         match accepted {
@@ -141,7 +141,7 @@ pub async fn connection<R, W>(
     write: W,
     app: Arc<Mutex<App>>,
     max_frame_bytes: u64,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: CancellationToken,
 ) -> Result<(), ConnError>
 where
     R: AsyncRead + Unpin,
@@ -151,7 +151,7 @@ where
     let mut writer = BufWriter::new(write);
     loop {
         let frame = tokio::select! {
-            _ = shutdown.changed() => return Ok(()),
+            _ = shutdown.cancelled() => return Ok(()),
             f = read_frame(&mut reader, max_frame_bytes) => f?,
         };
         let Some(frame) = frame else {

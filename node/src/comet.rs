@@ -278,7 +278,7 @@ impl CometView {
 
     /// Polls CometBFT every `interval` until shutdown. Failures are recorded in
     /// the snapshot and logged at debug level (CometBFT starts after vichaind).
-    pub async fn run(self, interval: Duration, mut shutdown: Shutdown) -> Result<()> {
+    pub async fn run(self, interval: Duration, shutdown: Shutdown) -> Result<()> {
         loop {
             match self.poll().await {
                 Ok(s) => {

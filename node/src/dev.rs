@@ -258,7 +258,7 @@ impl DevChain {
 
     /// Produces a block every block time until shutdown. A block in progress
     /// always completes: shutdown is only observed between blocks.
-    pub async fn run(self: Arc<Self>, mut shutdown: Shutdown) -> Result<()> {
+    pub async fn run(self: Arc<Self>, shutdown: Shutdown) -> Result<()> {
         let mut interval = tokio::time::interval(self.dev.block_time);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         interval.tick().await;

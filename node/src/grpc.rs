@@ -222,11 +222,7 @@ impl NodeService for NodeServer {
 }
 
 /// Serves NodeService (and reflection) on `addr` until shutdown.
-pub async fn serve(
-    addr: SocketAddr,
-    server: NodeServer,
-    mut shutdown: Shutdown,
-) -> anyhow::Result<()> {
+pub async fn serve(addr: SocketAddr, server: NodeServer, shutdown: Shutdown) -> anyhow::Result<()> {
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(vichain_proto::FILE_DESCRIPTOR_SET)
         .build_v1()?;

@@ -342,7 +342,7 @@ pub fn node_info(mode: &'static str, chain_id: &str) {
 
 /// Keeps histogram memory bounded between scrapes (the exporter buffers samples
 /// until it renders or runs upkeep).
-pub async fn upkeep(handle: PrometheusHandle, mut shutdown: crate::tasks::Shutdown) -> Result<()> {
+pub async fn upkeep(handle: PrometheusHandle, shutdown: crate::tasks::Shutdown) -> Result<()> {
     let mut tick = tokio::time::interval(Duration::from_secs(5));
     loop {
         tokio::select! {

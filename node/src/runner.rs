@@ -631,7 +631,7 @@ impl Runner {
 
     /// Follows the node's WatchAssignments stream (this worker's open jobs at every
     /// block) until shutdown; reconnects after `poll` when the stream ends or fails.
-    pub async fn run(mut self, mut shutdown: Shutdown) -> Result<()> {
+    pub async fn run(mut self, shutdown: Shutdown) -> Result<()> {
         info!(worker = %self.cfg.name, address = %self.address, "worker watching for jobs");
         loop {
             let stream = self

@@ -234,7 +234,7 @@ impl RunningWorker {
     }
 
     /// Serves until `shutdown`; fails if the worker's network task stops on its own.
-    pub async fn serve(self, mut shutdown: Shutdown) -> Result<()> {
+    pub async fn serve(self, shutdown: Shutdown) -> Result<()> {
         let mut tick = tokio::time::interval(LIVENESS_INTERVAL);
         loop {
             tokio::select! {
@@ -277,7 +277,7 @@ pub async fn main(args: WorkerArgs) -> Result<()> {
     let info = worker.info().clone();
     if args.metrics_addr.is_some() {
         let node = worker.split_node();
-        let mut stop = tasks.shutdown();
+        let stop = tasks.shutdown();
         tasks.spawn_critical("peer-gauge", async move {
             loop {
                 if let Ok(s) = node.snapshot().await {

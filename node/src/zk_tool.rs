@@ -17,7 +17,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use vichain_proto::v1 as pb;
@@ -26,23 +26,39 @@ use vichain_zk::{
     PublicOutput, QuantizedMlp, Salt, WeightMode,
 };
 
-/// `public` (weights are circuit constants; cheapest) or `private` (weights are
-/// witnesses opened against the model commitment).
-pub fn parse_weight_mode(s: &str) -> Result<WeightMode> {
-    match s {
-        "public" => Ok(WeightMode::Public),
-        "private" => Ok(WeightMode::Private),
-        other => bail!("mode {other:?}: expected public or private"),
+/// `--mode`: `public` (weights are circuit constants; cheapest) or `private` (weights
+/// are witnesses opened against the model commitment). The ledger's [`WeightMode`]
+/// knows nothing of clap, so the flag has its own enum.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum WeightModeArg {
+    Public,
+    Private,
+}
+
+impl From<WeightModeArg> for WeightMode {
+    fn from(m: WeightModeArg) -> Self {
+        match m {
+            WeightModeArg::Public => Self::Public,
+            WeightModeArg::Private => Self::Private,
+        }
     }
 }
 
-/// `argmax`, `logits` or `commitment`.
-pub fn parse_output_mode(s: &str) -> Result<OutputMode> {
-    match s {
-        "argmax" => Ok(OutputMode::Argmax),
-        "logits" => Ok(OutputMode::Logits),
-        "commitment" => Ok(OutputMode::Commitment),
-        other => bail!("output {other:?}: expected argmax, logits or commitment"),
+/// `--output`: `argmax`, `logits` or `commitment` (see [`OutputMode`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputModeArg {
+    Argmax,
+    Logits,
+    Commitment,
+}
+
+impl From<OutputModeArg> for OutputMode {
+    fn from(m: OutputModeArg) -> Self {
+        match m {
+            OutputModeArg::Argmax => Self::Argmax,
+            OutputModeArg::Logits => Self::Logits,
+            OutputModeArg::Commitment => Self::Commitment,
+        }
     }
 }
 

@@ -8,7 +8,6 @@ use std::{
 };
 
 use libp2p::{Multiaddr, PeerId, identity::Keypair};
-use sha2::{Digest, Sha256};
 use tokenizers::Tokenizer;
 use vichain_inference::{
     Activation, ActivationDType, BertConfig, Fingerprint, GenerationParams, GgufFile,
@@ -173,7 +172,6 @@ pub struct SplitClient {
     config: ClientConfig,
     candidates: Vec<Candidate>,
     failed: BTreeSet<PeerId>,
-    sessions_started: u64,
 }
 
 #[derive(Debug)]
@@ -284,7 +282,6 @@ impl SplitClient {
             config,
             candidates: Vec::new(),
             failed: BTreeSet::new(),
-            sessions_started: 0,
         })
     }
 
@@ -357,7 +354,7 @@ impl SplitClient {
     }
 
     async fn ping(&self, peer: PeerId) -> Result<Vec<Candidate>> {
-        let nonce = rand_u64(&self.node.peer_id(), peer.to_bytes().len() as u64);
+        let nonce: u64 = rand::random();
         let started = Instant::now();
         let bytes = self
             .node
@@ -465,8 +462,7 @@ impl SplitClient {
         prompt: &[u32],
         params: GenerationParams,
     ) -> Result<GenerationSession<'_>> {
-        self.sessions_started += 1;
-        let session = rand_u64(&self.node.peer_id(), self.sessions_started);
+        let session: u64 = rand::random();
         self.start_generation_in(session, prompt, params).await
     }
 
@@ -876,21 +872,6 @@ impl GenerationSession<'_> {
 
 fn error_reason(e: &Error) -> String {
     e.to_string()
-}
-
-fn rand_u64(peer: &PeerId, counter: u64) -> u64 {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or_default();
-    let mut h = Sha256::new();
-    h.update(peer.to_bytes());
-    h.update(counter.to_le_bytes());
-    h.update(nanos.to_le_bytes());
-    let d = h.finalize();
-    let mut out = [0u8; 8];
-    out.copy_from_slice(&d[..8]);
-    u64::from_le_bytes(out)
 }
 
 /// What to run through the pipeline.

@@ -19,7 +19,8 @@ use vichain_node::{
     home::{self, Home, InitOptions},
     localnet,
     tasks::TaskManager,
-    tee_tool, web, zk_tool,
+    tee_tool, web,
+    zk_tool::{self, OutputModeArg, WeightModeArg},
 };
 
 #[derive(Debug, Parser)]
@@ -33,8 +34,14 @@ struct Cli {
     command: Command,
     /// Log format: text for people, json (one object per line) for machines.
     /// Filter with RUST_LOG (default info).
-    #[arg(long, global = true, env = "VICHAIN_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
-    log_format: String,
+    #[arg(long, global = true, env = "VICHAIN_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -240,11 +247,11 @@ enum ZkCmd {
         out: PathBuf,
         /// public: weights are circuit constants; private: weights are witnesses
         /// opened against the model commitment.
-        #[arg(long, default_value = "public")]
-        mode: String,
+        #[arg(long, value_enum, default_value_t = WeightModeArg::Public)]
+        mode: WeightModeArg,
         /// What the proof reveals: argmax, logits or commitment.
-        #[arg(long, default_value = "argmax")]
-        output: String,
+        #[arg(long, value_enum, default_value_t = OutputModeArg::Argmax)]
+        output: OutputModeArg,
         /// 32-byte hex seed for a reproducible setup (tests only: it lets anyone forge proofs).
         #[arg(long)]
         seed: Option<String>,
@@ -267,10 +274,10 @@ enum ZkCmd {
         job_id: u64,
         #[arg(long)]
         out: PathBuf,
-        #[arg(long, default_value = "public")]
-        mode: String,
-        #[arg(long, default_value = "argmax")]
-        output: String,
+        #[arg(long, value_enum, default_value_t = WeightModeArg::Public)]
+        mode: WeightModeArg,
+        #[arg(long, value_enum, default_value_t = OutputModeArg::Argmax)]
+        output: OutputModeArg,
         /// Salt of the input commitment, 32-byte hex (random by default).
         #[arg(long)]
         salt: Option<String>,
@@ -418,7 +425,7 @@ fn run() -> Result<()> {
     let env_filter = tracing_subscriber::EnvFilter::try_new(&filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let logs = tracing_subscriber::fmt().with_env_filter(env_filter);
-    if cli.log_format == "json" {
+    if cli.log_format == LogFormat::Json {
         logs.json()
             .with_current_span(true)
             .with_span_list(true)
@@ -592,7 +599,7 @@ async fn start_node(home: Home, config: vichain_config::NodeConfig) -> Result<()
     let max_frame = config.abci.max_frame_bytes;
     let abci_app = app.clone();
     tasks.spawn_critical("abci", async move {
-        abci::serve(listener, abci_app, max_frame, shutdown.receiver()).await;
+        abci::serve(listener, abci_app, max_frame, shutdown.token()).await;
         Ok(())
     });
     let rpc = CometRpc::new(&config.cometbft.rpc, config.cometbft.timeout)?;
@@ -789,14 +796,7 @@ fn zk(cmd: ZkCmd) -> Result<()> {
                     "warning: a seeded setup is for tests only; anyone who knows the seed can forge proofs"
                 );
             }
-            let s = zk_tool::setup(
-                &model,
-                &out,
-                zk_tool::parse_weight_mode(&mode)?,
-                zk_tool::parse_output_mode(&output)?,
-                seed,
-                !json,
-            )?;
+            let s = zk_tool::setup(&model, &out, mode.into(), output.into(), seed, !json)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&s)?);
             } else {
@@ -839,8 +839,8 @@ fn zk(cmd: ZkCmd) -> Result<()> {
                 None => vichain_zk::Salt::random(),
             };
             let opts = zk_tool::ProveOptions {
-                mode: zk_tool::parse_weight_mode(&mode)?,
-                output: zk_tool::parse_output_mode(&output)?,
+                mode: mode.into(),
+                output: output.into(),
                 input: zk_tool::parse_input(&input)?,
                 job_id,
                 input_salt,

@@ -119,7 +119,7 @@ pub async fn serve(addr: SocketAddr, state: WebState, shutdown: Shutdown) -> Res
 async fn serve_on(
     listener: tokio::net::TcpListener,
     router: Router,
-    mut shutdown: Shutdown,
+    shutdown: Shutdown,
 ) -> Result<()> {
     axum::serve(listener, router)
         .with_graceful_shutdown(async move { shutdown.wait().await })

@@ -14,7 +14,7 @@ use tendermint_proto::{
     google::protobuf::Timestamp,
     v0_38::abci::{self, request::Value as Q, response::Value as R},
 };
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 use vichain_config::{AbciAddr, AppState, GenesisAccount, ParamsConfig};
 use vichain_consensus::{Address, App, QueryResult, Storage, query, sign_tx};
 use vichain_node::abci::{AbciListener, serve};
@@ -66,7 +66,7 @@ fn transfer(nonce: u64, amount: u64) -> Vec<u8> {
 struct Server {
     _dir: tempfile::TempDir,
     store: Arc<Storage>,
-    stop: watch::Sender<bool>,
+    stop: CancellationToken,
     addr: String,
 }
 
@@ -79,8 +79,8 @@ async fn start(addr: AbciAddr) -> Server {
         Some(a) => a.to_string(),
         None => listener.local_addr(),
     };
-    let (stop, rx) = watch::channel(false);
-    tokio::spawn(serve(listener, app, 1 << 20, rx));
+    let stop = CancellationToken::new();
+    tokio::spawn(serve(listener, app, 1 << 20, stop.clone()));
     Server {
         _dir: dir,
         store,
@@ -233,7 +233,7 @@ async fn tendermint_abci_client_drives_a_full_block_over_tcp() {
     })
     .await
     .unwrap();
-    let _ = server.stop.send(true);
+    server.stop.cancel();
     let _ = store;
 }
 
@@ -351,7 +351,7 @@ async fn proposals_flow_over_a_unix_socket() {
     })
     .await
     .unwrap();
-    let _ = server.stop.send(true);
+    server.stop.cancel();
 }
 
 fn bytes_of(v: &[u8]) -> bytes::Bytes {
@@ -397,5 +397,5 @@ async fn malformed_frames_close_only_their_connection() {
     })
     .await
     .unwrap();
-    let _ = server.stop.send(true);
+    server.stop.cancel();
 }
