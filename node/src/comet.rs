@@ -159,9 +159,8 @@ impl CometRpc {
         })
     }
 
-    /// The validator set at the latest height (every page), without signing records.
-    pub async fn validators(&self) -> Result<Vec<ValidatorInfo>> {
-        let height = self.status().await?.latest_block_height;
+    /// The validator set at `height` (every page), without signing records.
+    pub async fn validators(&self, height: u64) -> Result<Vec<ValidatorInfo>> {
         let h = Height::try_from(height.max(1)).context("height out of range")?;
         let r = self
             .client
@@ -303,7 +302,7 @@ impl CometView {
 
     async fn poll(&self) -> Result<CometSnapshot> {
         let status = self.rpc.status().await?;
-        let mut validators = self.rpc.validators().await?;
+        let mut validators = self.rpc.validators(status.latest_block_height).await?;
         let peers = self.rpc.peers().await.unwrap_or_else(|e| {
             warn!("CometBFT net_info: {e:#}");
             Vec::new()

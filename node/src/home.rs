@@ -83,20 +83,37 @@ impl Home {
     }
 
     pub fn load_validator_key(&self) -> Result<SigningKey> {
-        let path = self.validator_key();
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("reading {}", path.display()))?;
-        let v: serde_json::Value = serde_json::from_str(&text)?;
-        let b64 = v["priv_key"]["value"]
-            .as_str()
-            .with_context(|| format!("{}: no priv_key.value", path.display()))?;
-        let bytes = base64::engine::general_purpose::STANDARD.decode(b64)?;
-        let seed: [u8; 32] = bytes
-            .get(..32)
-            .and_then(|s| s.try_into().ok())
-            .with_context(|| format!("{}: priv_key is too short", path.display()))?;
-        Ok(SigningKey::from_bytes(&seed))
+        read_cometbft_key(&self.validator_key())
     }
+
+    /// CometBFT's node key (its P2P identity; the node id is derived from it).
+    /// Writes `genesis` to both places that read it: vichaind's and CometBFT's.
+    pub fn save_genesis(&self, genesis: &Genesis) -> Result<()> {
+        genesis.save(&self.genesis())?;
+        genesis.save(&self.cometbft().join("config/genesis.json"))?;
+        Ok(())
+    }
+
+    pub fn load_node_key(&self) -> Result<SigningKey> {
+        read_cometbft_key(&self.cometbft().join("config").join("node_key.json"))
+    }
+}
+
+/// Reads an ed25519 key from a CometBFT key file (`priv_validator_key.json`,
+/// `node_key.json`: `priv_key.value` is base64 of seed || public key).
+fn read_cometbft_key(path: &Path) -> Result<SigningKey> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let v: serde_json::Value = serde_json::from_str(&text)?;
+    let b64 = v["priv_key"]["value"]
+        .as_str()
+        .with_context(|| format!("{}: no priv_key.value", path.display()))?;
+    let bytes = base64::engine::general_purpose::STANDARD.decode(b64)?;
+    let seed: [u8; 32] = bytes
+        .get(..32)
+        .and_then(|s| s.try_into().ok())
+        .with_context(|| format!("{}: priv_key is too short", path.display()))?;
+    Ok(SigningKey::from_bytes(&seed))
 }
 
 /// Options of `vichaind init`.
@@ -483,8 +500,7 @@ pub fn init_localnet(
     }
     for i in 0..n {
         let home = Home::new(out.join(format!("node{i}")));
-        genesis.save(&home.genesis())?;
-        genesis.save(&home.cometbft().join("config/genesis.json"))?;
+        home.save_genesis(&genesis)?;
         let mut toml = CometToml::new(&format!("node{i}"), ports(i), block_time);
         toml.persistent_peers = summaries
             .iter()
@@ -517,8 +533,7 @@ pub fn init_joining(
             ..InitOptions::new(&genesis.chain_id, moniker)
         },
     )?;
-    genesis.save(&home.genesis())?;
-    genesis.save(&home.cometbft().join("config/genesis.json"))?;
+    home.save_genesis(genesis)?;
     let mut toml = CometToml::new(moniker, ports, block_time);
     toml.persistent_peers = peers;
     toml.state_sync = state_sync;

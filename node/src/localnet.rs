@@ -181,18 +181,7 @@ pub struct WorkerEntry {
 
 impl LocalNode {
     fn open(name: String, home: Home, ports: Ports) -> Result<Self> {
-        let node_key = std::fs::read_to_string(home.cometbft().join("config/node_key.json"))?;
-        let v: serde_json::Value = serde_json::from_str(&node_key)?;
-        let b64 = v["priv_key"]["value"]
-            .as_str()
-            .context("node_key.json has no priv_key.value")?;
-        use base64::Engine as _;
-        let bytes = base64::engine::general_purpose::STANDARD.decode(b64)?;
-        let seed: [u8; 32] = bytes
-            .get(..32)
-            .and_then(|s| s.try_into().ok())
-            .context("node_key.json: key too short")?;
-        let node_id = home::node_id(&SigningKey::from_bytes(&seed));
+        let node_id = home::node_id(&home.load_node_key()?);
         let validator_key = hex::encode(home.load_validator_key()?.verifying_key().as_bytes());
         Ok(Self {
             name,
@@ -338,14 +327,13 @@ impl Localnet {
                 |i| opts.ports(i),
                 opts.block_time,
             )?;
+            let mut genesis = Genesis::load(&first.join("genesis.json"))?;
+            genesis.app_state.params.commit_window_blocks = LOCALNET_WINDOW_BLOCKS;
+            genesis.app_state.params.reveal_window_blocks = LOCALNET_WINDOW_BLOCKS;
             for i in 0..opts.validators {
                 let home = Home::new(opts.dir.join(format!("node{i}")));
                 configure_node(&home, &opts)?;
-                let mut g = Genesis::load(&home.genesis())?;
-                g.app_state.params.commit_window_blocks = LOCALNET_WINDOW_BLOCKS;
-                g.app_state.params.reveal_window_blocks = LOCALNET_WINDOW_BLOCKS;
-                g.save(&home.genesis())?;
-                g.save(&home.cometbft().join("config/genesis.json"))?;
+                home.save_genesis(&genesis)?;
             }
         }
         let genesis = Genesis::load(&first.join("genesis.json"))?;

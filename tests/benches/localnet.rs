@@ -18,7 +18,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::{
-    path::{Path, PathBuf},
+    path::Path,
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
@@ -30,35 +30,13 @@ use vichain_node::localnet::{Binaries, Localnet, LocalnetOptions, wait_until};
 use vichain_proto::v1::{
     self as pb, node_service_client::NodeServiceClient, query_request::Target, tx_body::Action,
 };
+use vichain_tests::{free_port_range, workspace_binary};
 
 const BLOCK_TIME: Duration = Duration::from_millis(500);
 const SENDERS: usize = 20;
 const LONG: Duration = Duration::from_secs(300);
 /// Height at which new nodes join (state sync against blocksync from genesis).
 const JOIN_HEIGHT: u64 = 200;
-
-fn bin(name: &str) -> PathBuf {
-    // target/release/deps/localnet-HASH -> target/release/NAME; the debug binaries
-    // when the bench profile's are not built.
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().and_then(Path::parent).unwrap();
-    let candidate = dir.join(name);
-    if candidate.exists() {
-        return candidate;
-    }
-    let debug = dir.parent().unwrap().join("debug").join(name);
-    assert!(debug.exists(), "{name} not built: cargo build --workspace");
-    debug
-}
-
-fn base_port() -> u16 {
-    for base in (31000..60000).step_by(500) {
-        if (0..200).all(|p| std::net::TcpListener::bind(("127.0.0.1", base + p)).is_ok()) {
-            return base;
-        }
-    }
-    panic!("no free ports");
-}
 
 fn senders() -> Vec<SigningKey> {
     (0..SENDERS)
@@ -122,33 +100,17 @@ fn run_transfers(
             let chain_id = chain_id.to_owned();
             let mut c = c.clone();
             let first = start_nonce[s];
-            let count = total / keys.len() + usize::from(s < total % keys.len());
+            let count = share(total, keys.len(), s);
             tasks.push(tokio::spawn(async move {
                 let mut times = Vec::with_capacity(count);
                 for k in 0..count as u64 {
-                    let tx = sign_tx(
-                        &key,
-                        &chain_id,
-                        first + k,
-                        1,
-                        Action::Transfer(pb::Transfer {
-                            to: vec![7; 20],
-                            amount: 1,
-                        }),
-                    );
                     times.push(Instant::now());
-                    let r = c
-                        .broadcast_tx(pb::BroadcastTxRequest { tx })
-                        .await
-                        .unwrap()
-                        .into_inner();
-                    assert_eq!(r.code, 0, "{}", r.log);
+                    transfer(&mut c, &key, &chain_id, first + k, &[7; 20], 1).await;
                 }
                 times
             }));
         }
         let mut committed_at: Vec<Vec<Instant>> = vec![Vec::new(); keys.len()];
-        let per_sender = |s: usize| total / keys.len() + usize::from(s < total % keys.len());
         loop {
             let mut done = true;
             for (s, a) in addrs.iter().enumerate() {
@@ -157,7 +119,7 @@ fn run_transfers(
                 while committed_at[s].len() < landed {
                     committed_at[s].push(Instant::now());
                 }
-                if landed < per_sender(s) {
+                if landed < share(total, keys.len(), s) {
                     done = false;
                 }
             }
@@ -189,6 +151,38 @@ fn run_transfers(
     })
 }
 
+/// How many of `total` transfers sender `s` of `n` sends.
+fn share(total: usize, n: usize, s: usize) -> usize {
+    total / n + usize::from(s < total % n)
+}
+
+/// Signs a transfer with `nonce` and broadcasts it; CheckTx must accept it.
+async fn transfer(
+    c: &mut NodeServiceClient<tonic::transport::Channel>,
+    key: &SigningKey,
+    chain_id: &str,
+    nonce: u64,
+    to: &[u8],
+    amount: u64,
+) {
+    let tx = sign_tx(
+        key,
+        chain_id,
+        nonce,
+        1,
+        Action::Transfer(pb::Transfer {
+            to: to.to_vec(),
+            amount,
+        }),
+    );
+    let r = c
+        .broadcast_tx(pb::BroadcastTxRequest { tx })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.code, 0, "{}", r.log);
+}
+
 /// Funds the senders from `from` (signed with `key`) through `grpc` and waits.
 fn fund(rt: &tokio::runtime::Runtime, grpc: &str, chain_id: &str, key: &SigningKey) {
     rt.block_on(async {
@@ -196,24 +190,16 @@ fn fund(rt: &tokio::runtime::Runtime, grpc: &str, chain_id: &str, key: &SigningK
         let me = Address::from_public_key(&key.verifying_key());
         let first = nonce(&mut c, me).await;
         for (j, k) in senders().iter().enumerate() {
-            let tx = sign_tx(
+            let to = Address::from_public_key(&k.verifying_key());
+            transfer(
+                &mut c,
                 key,
                 chain_id,
                 first + j as u64,
-                1,
-                Action::Transfer(pb::Transfer {
-                    to: Address::from_public_key(&k.verifying_key())
-                        .as_bytes()
-                        .to_vec(),
-                    amount: 1_000_000,
-                }),
-            );
-            let r = c
-                .broadcast_tx(pb::BroadcastTxRequest { tx })
-                .await
-                .unwrap()
-                .into_inner();
-            assert_eq!(r.code, 0, "{}", r.log);
+                to.as_bytes(),
+                1_000_000,
+            )
+            .await;
         }
         while nonce(&mut c, me).await < first + SENDERS as u64 {
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -226,7 +212,7 @@ fn job_seconds(grpc: &str, home: &Path, from: &str, args: &[&str], n: usize) -> 
     let mut times = Vec::new();
     for _ in 0..n {
         let t = Instant::now();
-        let out = Command::new(bin("vichain"))
+        let out = Command::new(workspace_binary("vichain"))
             .args(["submit", "--from", from])
             .args(args)
             .args(["--wait", "--json"])
@@ -270,9 +256,9 @@ fn main() {
 
     // --- vichaind dev, same block time, three in-process workers.
     let dev_home = tmp.path().join("dev");
-    let port = base_port();
+    let port = free_port_range(200);
     let grpc = format!("http://127.0.0.1:{port}");
-    let _dev = Dev(Command::new(bin("vichaind"))
+    let _dev = Dev(Command::new(workspace_binary("vichaind"))
         .args(["dev", "--workers", "3", "--block-time", "500ms", "--grpc"])
         .arg(format!("127.0.0.1:{port}"))
         .args(["--metrics-addr", &format!("127.0.0.1:{}", port + 1)])
@@ -284,7 +270,7 @@ fn main() {
         .spawn()
         .unwrap());
     wait_until("the dev chain's models", LONG, || {
-        let out = Command::new(bin("vichain"))
+        let out = Command::new(workspace_binary("vichain"))
             .args(["workers", "--json"])
             .env("VICHAIN_NODE", &grpc)
             .output()?;
@@ -308,12 +294,12 @@ fn main() {
         dir: tmp.path().join("localnet"),
         validators: 4,
         chain_id: "vichain-bench".into(),
-        base_port: Some(base_port()),
+        base_port: Some(free_port_range(200)),
         block_time: BLOCK_TIME,
         snapshot_interval: 20,
         log_filter: "warn".into(),
         bins: Binaries {
-            vichaind: bin("vichaind"),
+            vichaind: workspace_binary("vichaind"),
             cometbft: Binaries::find_cometbft().unwrap(),
         },
     })

@@ -514,3 +514,39 @@ impl TxGen {
         }
     }
 }
+
+/// A binary of this workspace (`vichaind`, `vichain`) built next to the running
+/// test or bench (target/PROFILE/deps/EXE -> target/PROFILE/NAME), or the debug
+/// one when a bench runs without the release binaries built.
+pub fn workspace_binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("the running executable's path");
+    let dir = exe
+        .parent()
+        .and_then(std::path::Path::parent)
+        .expect("target/PROFILE/deps");
+    let here = dir.join(name);
+    if here.exists() {
+        return here;
+    }
+    let debug = dir.parent().map(|t| t.join("debug").join(name));
+    match debug {
+        Some(d) if d.exists() => d,
+        _ => panic!(
+            "{} is missing: build the workspace's binaries (cargo build --workspace)",
+            here.display()
+        ),
+    }
+}
+
+/// A base port with `span` free loopback ports above it, in a random range so that
+/// concurrent test processes rarely collide.
+pub fn free_port_range(span: u16) -> u16 {
+    let mut rng = rand::thread_rng();
+    for _ in 0..200 {
+        let base = rng.gen_range(200..600u16) * 100;
+        if (0..span).all(|p| std::net::TcpListener::bind(("127.0.0.1", base + p)).is_ok()) {
+            return base;
+        }
+    }
+    panic!("no range of {span} free ports found");
+}

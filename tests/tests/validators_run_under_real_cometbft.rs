@@ -19,6 +19,7 @@ use ed25519_dalek::SigningKey;
 use vichain_consensus::{Address, QueryResult, query};
 use vichain_node::localnet::{Binaries, Localnet, LocalnetOptions, wait_until};
 use vichain_proto::v1::{self as pb, query_request::Target, tx_body::Action};
+use vichain_tests::{free_port_range, workspace_binary};
 
 const BLOCK_TIME: Duration = Duration::from_millis(500);
 const LONG: Duration = Duration::from_secs(180);
@@ -69,33 +70,6 @@ fn tail(path: &Path, n: usize) {
     }
 }
 
-/// The binaries next to this test's executable (target/debug/deps/.. -> target/debug).
-fn vichain_bin(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().and_then(Path::parent).unwrap();
-    let bin = dir.join(name);
-    assert!(
-        bin.exists(),
-        "{} is missing: build the workspace's binaries (cargo build --workspace)",
-        bin.display()
-    );
-    bin
-}
-
-/// A base port with 20 nodes' worth of free ports above it.
-fn free_base_port() -> u16 {
-    use rand::Rng;
-    let mut rng = rand::thread_rng();
-    for _ in 0..200 {
-        let base = rng.gen_range(200..600u16) * 100;
-        let free = (0..200).all(|p| std::net::TcpListener::bind(("127.0.0.1", base + p)).is_ok());
-        if free {
-            return base;
-        }
-    }
-    panic!("no free port range found");
-}
-
 fn localnet(validators: usize, snapshot_interval: u64) -> Net {
     let cometbft = Binaries::find_cometbft()
         .expect("cometbft is required: scripts/install-cometbft.sh installs it");
@@ -105,12 +79,12 @@ fn localnet(validators: usize, snapshot_interval: u64) -> Net {
         dir: dir.clone(),
         validators,
         chain_id: "vichain-localnet-test".into(),
-        base_port: Some(free_base_port()),
+        base_port: Some(free_port_range(200)),
         block_time: BLOCK_TIME,
         snapshot_interval,
         log_filter: "info".into(),
         bins: Binaries {
-            vichaind: vichain_bin("vichaind"),
+            vichaind: workspace_binary("vichaind"),
             cometbft,
         },
     })
@@ -295,7 +269,7 @@ fn four_validators_agree_on_every_app_hash_and_prove_each_others_transactions() 
 
 /// The `vichain` CLI against a validator, with node0's keyring (the authority).
 fn cli(net: &Net, node: usize, args: &[&str]) -> serde_json::Value {
-    let out = Command::new(vichain_bin("vichain"))
+    let out = Command::new(workspace_binary("vichain"))
         .args(args)
         .arg("--json")
         .env("VICHAIN_NODE", net.nodes[node].grpc_url())
@@ -443,7 +417,10 @@ fn signers(net: &Localnet, i: usize, height: u64) -> Vec<String> {
 fn cometbft_validators(net: &Localnet, i: usize) -> Vec<(String, u64)> {
     let rpc = net.nodes[i].rpc().unwrap();
     net.runtime()
-        .block_on(rpc.validators())
+        .block_on(async {
+            let height = rpc.status().await?.latest_block_height;
+            rpc.validators(height).await
+        })
         .unwrap()
         .into_iter()
         .map(|v| (v.pub_key, v.voting_power))
