@@ -369,3 +369,17 @@ impl CometView {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bad_rpc_url_is_refused_naming_it() {
+        let err = CometRpc::new("not a url", Duration::from_secs(1))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("cometbft.rpc \"not a url\""), "{err}");
+        assert!(!err.contains('\n'), "one line: {err}");
+    }
+}

@@ -650,4 +650,16 @@ mod tests {
         assert_eq!(Ports::standard(1).grpc, 9100);
         assert_eq!(Ports::standard(0).cometbft_metrics, 26661);
     }
+
+    #[test]
+    fn a_localnet_of_no_or_too_many_validators_is_refused_and_writes_nothing() {
+        for n in [0, 51] {
+            let dir = tempfile::tempdir().unwrap();
+            let err = init_localnet(dir.path(), n, "x", Ports::standard, DEFAULT_BLOCK_TIME)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("between 1 and 50"), "{err}");
+            assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        }
+    }
 }
