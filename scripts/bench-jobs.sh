@@ -15,7 +15,7 @@ cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/vichain-target}"
 per_model="${1:-5}" clients="${2:-6}" total="${3:-12}"
 scripts/fetch-models.sh >/dev/null
-cargo build --quiet -p vichain-node --bins
+cargo build --quiet -p vichain-node -p vichain-cli --bins
 bin="$CARGO_TARGET_DIR/debug"
 work="$(mktemp -d)"
 port="${VICHAIN_BENCH_PORT:-19390}"

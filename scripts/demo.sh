@@ -12,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/vichain-target}"
 scripts/fetch-models.sh >/dev/null
-cargo build --quiet -p vichain-node --bins
+cargo build --quiet -p vichain-node -p vichain-cli --bins
 bin="$CARGO_TARGET_DIR/debug"
 work="$(mktemp -d)"
 port="${VICHAIN_DEMO_PORT:-19090}"

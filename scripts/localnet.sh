@@ -18,7 +18,7 @@ cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/vichain-target}"
 cometbft="$(scripts/install-cometbft.sh)"
 scripts/fetch-models.sh >/dev/null
-cargo build --quiet -p vichain-node --bins
+cargo build --quiet -p vichain-node -p vichain-cli --bins
 bin="$CARGO_TARGET_DIR/debug"
 dir="${1:-$(mktemp -d)}"
 n="${2:-4}"

@@ -2,7 +2,7 @@
 //!
 //! [`App`] answers every ABCI method deterministically over a [`Storage`] (a
 //! Jellyfish Merkle tree persisted in redb, whose root is the app hash); the node
-//! serves it on CometBFT's socket protocol (`vichain_node::abci`). Transactions
+//! serves it on CometBFT's socket protocol (`vichain_validator::abci`). Transactions
 //! ([`SignedTx`]) are protobuf bodies signed with ed25519; each one executes on a
 //! fork of the block's state that is kept only if every check passes, and a
 //! rejected one gets a [`TxError`] with a stable code. Queries return values with

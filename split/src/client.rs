@@ -936,9 +936,11 @@ pub struct InferReport {
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct RouteReport {
     /// Layers `start..end`.
-    pub layers: String,
+    #[serde(serialize_with = "as_display")]
+    pub layers: LayerRange,
     /// sha256 of the shard.
-    pub shard_sha256: String,
+    #[serde(serialize_with = "as_display")]
+    pub shard_sha256: Fingerprint,
     /// The worker.
     pub peer: String,
 }
@@ -951,11 +953,13 @@ pub struct StepReport {
     /// Tokens in the step.
     pub tokens: usize,
     /// sha256 of the client's embedding output.
-    pub embedding_sha256: String,
+    #[serde(serialize_with = "as_display")]
+    pub embedding_sha256: Fingerprint,
     /// Each stage's commitment.
     pub stages: Vec<StageReport>,
     /// sha256 of the client's head output.
-    pub head_sha256: String,
+    #[serde(serialize_with = "as_display")]
+    pub head_sha256: Fingerprint,
     /// Wall time of the step at the client, microseconds.
     pub elapsed_micros: u64,
 }
@@ -964,13 +968,16 @@ pub struct StepReport {
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct StageReport {
     /// Layers.
-    pub layers: String,
+    #[serde(serialize_with = "as_display")]
+    pub layers: LayerRange,
     /// Worker.
     pub peer: String,
     /// sha256 of the activation received.
-    pub input_sha256: String,
+    #[serde(serialize_with = "as_display")]
+    pub input_sha256: Fingerprint,
     /// sha256 of the activation emitted.
-    pub output_sha256: String,
+    #[serde(serialize_with = "as_display")]
+    pub output_sha256: Fingerprint,
     /// Request bytes.
     pub bytes_sent: usize,
     /// Response bytes.
@@ -986,7 +993,8 @@ pub struct StageReport {
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct FailoverReport {
     /// Layers.
-    pub layers: String,
+    #[serde(serialize_with = "as_display")]
+    pub layers: LayerRange,
     /// The failed worker.
     pub from: String,
     /// Its replacement.
@@ -1069,12 +1077,20 @@ impl InferInput {
     }
 }
 
+/// Serializes a value by its `Display` form (layer ranges as `start..end`, digests as hex).
+fn as_display<T: std::fmt::Display, S: serde::Serializer>(
+    value: &T,
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    s.collect_str(value)
+}
+
 fn route_report(route: &[(ShardRef, PeerId)]) -> Vec<RouteReport> {
     route
         .iter()
         .map(|(s, p)| RouteReport {
-            layers: s.range.to_string(),
-            shard_sha256: s.sha256.to_string(),
+            layers: s.range,
+            shard_sha256: s.sha256,
             peer: p.to_string(),
         })
         .collect()
@@ -1082,7 +1098,7 @@ fn route_report(route: &[(ShardRef, PeerId)]) -> Vec<RouteReport> {
 
 fn failover_report(f: &FailoverEvent) -> FailoverReport {
     FailoverReport {
-        layers: f.range.to_string(),
+        layers: f.range,
         from: f.from.to_string(),
         to: f.to.to_string(),
         reason: f.reason.clone(),
@@ -1160,22 +1176,22 @@ impl SplitClient {
                 .map(|t| StepReport {
                     position: t.position,
                     tokens: t.tokens,
-                    embedding_sha256: t.embedding_sha256.to_string(),
+                    embedding_sha256: t.embedding_sha256,
                     stages: t
                         .stages
                         .iter()
                         .map(|c| StageReport {
-                            layers: c.shard.range.to_string(),
+                            layers: c.shard.range,
                             peer: c.peer.to_string(),
-                            input_sha256: c.input_sha256.to_string(),
-                            output_sha256: c.output_sha256.to_string(),
+                            input_sha256: c.input_sha256,
+                            output_sha256: c.output_sha256,
                             bytes_sent: c.bytes_sent,
                             bytes_received: c.bytes_received,
                             latency_micros: c.latency_micros,
                             compute_micros: c.compute_micros,
                         })
                         .collect(),
-                    head_sha256: t.head_sha256.to_string(),
+                    head_sha256: t.head_sha256,
                     elapsed_micros: t.elapsed_micros,
                 })
                 .collect(),

@@ -26,11 +26,11 @@ use std::{
 use ed25519_dalek::SigningKey;
 use prost::Message;
 use vichain_consensus::{Address, sign_tx};
-use vichain_node::localnet::{Binaries, Localnet, LocalnetOptions, wait_until};
 use vichain_proto::v1::{
     self as pb, node_service_client::NodeServiceClient, query_request::Target, tx_body::Action,
 };
 use vichain_tests::{free_port_range, workspace_binary};
+use vichain_worker::localnet::{Binaries, Localnet, LocalnetOptions, wait_until};
 
 const BLOCK_TIME: Duration = Duration::from_millis(500);
 const SENDERS: usize = 20;

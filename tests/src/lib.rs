@@ -517,7 +517,9 @@ impl TxGen {
 
 /// A binary of this workspace (`vichaind`, `vichain`) built next to the running
 /// test or bench (target/PROFILE/deps/EXE -> target/PROFILE/NAME), or the debug
-/// one when a bench runs without the release binaries built.
+/// one when a bench runs without the release binaries built. A binary of another
+/// package than the running test's is built on demand when missing (`cargo test -p`
+/// builds only that package's binaries).
 pub fn workspace_binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("the running executable's path");
     let dir = exe
@@ -529,13 +531,25 @@ pub fn workspace_binary(name: &str) -> PathBuf {
         return here;
     }
     let debug = dir.parent().map(|t| t.join("debug").join(name));
-    match debug {
-        Some(d) if d.exists() => d,
-        _ => panic!(
-            "{} is missing: build the workspace's binaries (cargo build --workspace)",
-            here.display()
-        ),
+    if let Some(d) = debug.filter(|d| d.exists()) {
+        return d;
     }
+    let target = dir.parent().expect("target/PROFILE");
+    let mut build = std::process::Command::new(std::env::var("CARGO").unwrap_or("cargo".into()));
+    build
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["build", "--quiet", "--bin", name, "--target-dir"])
+        .arg(target);
+    if dir.file_name().is_some_and(|p| p == "release") {
+        build.arg("--release");
+    }
+    let built = build.status().map(|s| s.success()).unwrap_or(false);
+    assert!(
+        built && here.exists(),
+        "{} is missing and `cargo build --bin {name}` did not make it",
+        here.display()
+    );
+    here
 }
 
 /// A base port with `span` free loopback ports above it, in a random range so that

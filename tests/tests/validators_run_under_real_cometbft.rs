@@ -17,9 +17,9 @@ use std::{
 
 use ed25519_dalek::SigningKey;
 use vichain_consensus::{Address, QueryResult, query};
-use vichain_node::localnet::{Binaries, Localnet, LocalnetOptions, wait_until};
 use vichain_proto::v1::{self as pb, query_request::Target, tx_body::Action};
 use vichain_tests::{free_port_range, workspace_binary};
+use vichain_worker::localnet::{Binaries, Localnet, LocalnetOptions, wait_until};
 
 const BLOCK_TIME: Duration = Duration::from_millis(500);
 const LONG: Duration = Duration::from_secs(180);

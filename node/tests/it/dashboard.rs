@@ -214,7 +214,7 @@ fn metrics_and_the_json_api_follow_transactions_and_blocks() {
     // Every label-free metric of the ledger and the node is described and present.
     let names = vichain_consensus::metrics::METRICS
         .iter()
-        .chain(vichain_node::metrics::METRICS)
+        .chain(vichain_validator::metrics::METRICS)
         .filter(|m| m.labels.is_empty());
     for m in names {
         assert!(

@@ -193,7 +193,7 @@ fn dev_workers_finalize_verified_jobs_submitted_with_the_cli() {
     ));
     assert_eq!(job["status"], "JOB_STATUS_FINALIZED", "{job:#}");
     assert_eq!(job["outcome"], "unanimous", "{job:#}");
-    let gguf = vichain_node::devnet::smollm2_path().expect("make test fetches SmolLM2");
+    let gguf = vichain_worker::devnet::smollm2_path().expect("make test fetches SmolLM2");
     let mut whole = vichain_inference::TextGenerator::from_gguf(
         &gguf,
         vichain_inference::KvCacheConfig::default(),
@@ -204,7 +204,7 @@ fn dev_workers_finalize_verified_jobs_submitted_with_the_cli() {
             1,
             "Name a colour.",
             &vichain_inference::GenerationParams {
-                max_new_tokens: vichain_node::devnet::DEMO_MAX_NEW_TOKENS,
+                max_new_tokens: vichain_worker::devnet::DEMO_MAX_NEW_TOKENS,
                 ..Default::default()
             },
         )
@@ -495,7 +495,7 @@ fn a_standalone_worker_process_takes_its_jobs_from_the_chain() {
             "tx", "transfer", "--to", &operator, "--amount", "100000", "--json",
         ],
     ));
-    let reg = Command::new(super::VICHAIN)
+    let reg = Command::new(&*super::VICHAIN)
         .args([
             "tx",
             "register-worker",

@@ -7,21 +7,21 @@
 
 use std::{
     net::TcpListener,
-    path::Path,
+    path::{Path, PathBuf},
     process::{Child, Command, Output, Stdio},
     time::{Duration, Instant},
 };
 
 use serde_json::Value;
 
-mod abci;
 mod dashboard;
-mod grafana;
 mod jobs;
 mod split;
 
 const VICHAIND: &str = env!("CARGO_BIN_EXE_vichaind");
-const VICHAIN: &str = env!("CARGO_BIN_EXE_vichain");
+/// The CLI, a binary of `vichain-cli` (built by `cargo test --workspace`, or here on demand).
+static VICHAIN: std::sync::LazyLock<PathBuf> =
+    std::sync::LazyLock::new(|| vichain_tests::workspace_binary("vichain"));
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -75,7 +75,7 @@ fn dev(home: &Path, grpc: u16) -> Node {
 }
 
 fn cli(grpc: u16, keys: &Path, args: &[&str]) -> Output {
-    Command::new(VICHAIN)
+    Command::new(&*VICHAIN)
         .args(args)
         .env("VICHAIN_NODE", format!("http://127.0.0.1:{grpc}"))
         .env("VICHAIN_HOME", keys)
@@ -324,7 +324,7 @@ fn start_serves_cometbft_over_abci_and_clients_over_grpc() {
     );
 
     // With CometBFT's RPC unreachable, a broadcast fails with a message saying so.
-    let t = Command::new(VICHAIN)
+    let t = Command::new(&*VICHAIN)
         .args([
             "tx",
             "transfer",

@@ -164,7 +164,7 @@ fn drain(mut pipe: impl Read + Send + 'static) -> mpsc::Receiver<String> {
 }
 
 fn infer(args: &[&str]) -> Output {
-    Command::new(VICHAIN)
+    Command::new(&*VICHAIN)
         .arg("infer")
         .args(args)
         .env("RUST_LOG", "warn")
@@ -458,7 +458,7 @@ fn smollm2_generation_across_three_stages_survives_killing_the_middle_worker() {
     assert!(short["failovers"].as_array().unwrap().is_empty());
 
     // The middle stage's worker is SIGKILLed after the second token.
-    let mut child = Command::new(VICHAIN)
+    let mut child = Command::new(&*VICHAIN)
         .args(["infer", "--json", "--model", m, "--text", prompt_text])
         .args(["--bootstrap", &a.addr, "--max-tokens", &TOKENS.to_string()])
         .env("RUST_LOG", "warn")

@@ -77,15 +77,7 @@ fn output_mode_name(m: OutputMode) -> &'static str {
     }
 }
 
-/// Parses 32 bytes of hex (an optional `0x` prefix allowed).
-pub fn parse_hex32(s: &str, what: &str) -> Result<[u8; 32]> {
-    let bytes = hex::decode(s.trim().trim_start_matches("0x"))
-        .with_context(|| format!("{what}: {s:?} is not hex"))?;
-    bytes
-        .as_slice()
-        .try_into()
-        .map_err(|_| anyhow::anyhow!("{what}: {} bytes, expected 32", bytes.len()))
-}
+pub use vichain_validator::tee_tool::parse_hex32;
 
 /// A model file, with the two identities the registry records for it.
 #[derive(Debug, Clone, Serialize)]
@@ -399,7 +391,7 @@ pub fn prove(
         JobId::from_u64(opts.job_id),
         &mut rand::rngs::OsRng,
     )?;
-    crate::metrics::zk_proved(started.elapsed());
+    vichain_validator::metrics::zk_proved(started.elapsed());
     Ok(ProofBundle {
         job_id: opts.job_id,
         proof: hex::encode(proof),

@@ -8,7 +8,7 @@ use vichain_consensus::metrics::MetricKind;
 
 fn dashboard() -> Value {
     let path =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/grafana/vichain.json");
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/grafana/vichain.json");
     serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
 }
 
@@ -30,7 +30,7 @@ fn names_in(expr: &str) -> Vec<String> {
 #[test]
 fn the_grafana_dashboard_uses_exactly_the_exported_metrics() {
     let d = dashboard();
-    let exported = vichain_node::metrics::all_metrics();
+    let exported = vichain_validator::metrics::all_metrics();
     let mut used = BTreeSet::new();
     let mut ids = BTreeSet::new();
     let panels = d["panels"].as_array().unwrap();

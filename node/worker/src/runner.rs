@@ -35,7 +35,7 @@ use vichain_zk::{
     InferencePrivate, JobId, OutputMode, ProvingKey, PublicOutput, QuantizedMlp, Salt, WeightMode,
 };
 
-use crate::tasks::Shutdown;
+use vichain_validator::tasks::Shutdown;
 
 /// What a worker computed for a job.
 #[derive(Debug, Clone, PartialEq)]
@@ -90,7 +90,7 @@ impl Executor for DigitsExecutor {
             &mut rand::rngs::OsRng,
         )
         .with_context(|| format!("job {}: proving", job.id))?;
-        crate::metrics::zk_proved(proving_started.elapsed());
+        vichain_validator::metrics::zk_proved(proving_started.elapsed());
         use pb::inference_output::Value;
         let (values, value) = match public.output {
             PublicOutput::Argmax(i) => (vec![i64::from(i)], Value::Argmax(i)),
@@ -170,7 +170,7 @@ impl Executor for GenerateExecutor {
             .lock()
             .map_err(|_| anyhow!("generator poisoned"))?
             .chat(job.id, text, &params)?;
-        crate::metrics::inference_tokens(&job.model_id, g.tokens.len() as u64);
+        vichain_validator::metrics::inference_tokens(&job.model_id, g.tokens.len() as u64);
         Ok(Executed {
             output: pb::JobOutput {
                 values: g.tokens.iter().map(|&t| i64::from(t)).collect(),
@@ -213,12 +213,12 @@ impl PipelineExecutor {
     }
 }
 
-/// sha256 over a sequence of hex digests, in order.
-fn digest_of(hashes: impl Iterator<Item = String>) -> Vec<u8> {
+/// sha256 over a sequence of digests, in order.
+fn digest_of(hashes: impl Iterator<Item = vichain_inference::Fingerprint>) -> Vec<u8> {
     use sha2::Digest;
     let mut h = sha2::Sha256::new();
     for x in hashes {
-        h.update(hex::decode(x).unwrap_or_default());
+        h.update(x.0);
     }
     h.finalize().to_vec()
 }
@@ -227,18 +227,12 @@ impl Executor for PipelineExecutor {
     fn execute(&self, job: &pb::Job) -> Result<Executed> {
         let text = std::str::from_utf8(&job.input)
             .with_context(|| format!("job {}: the input is not UTF-8 text", job.id))?;
-        let args = crate::infer::InferArgs {
-            model: self.manifest.clone(),
-            text: Some(text.to_owned()),
-            input: None,
-            bootstrap: self.bootstrap.clone(),
-            max_tokens: self.max_new_tokens,
-            allow_peers: None,
-            timeout: Duration::from_secs(30),
-            discovery_timeout: Duration::from_secs(20),
-            repeat: 1,
-            local: false,
-        };
+        let args = crate::infer::InferJob::new(
+            self.manifest.clone(),
+            text.to_owned(),
+            self.bootstrap.clone(),
+            self.max_new_tokens,
+        );
         let chain = self.chain.clone();
         let (summary, workers) = self.handle.block_on(async move {
             let summary = crate::infer::run(&args, |_| {}).await?;
@@ -278,29 +272,27 @@ pub fn pipeline_result(
     };
     let mut stages = Vec::with_capacity(report.route.len());
     for (i, r) in report.route.iter().enumerate() {
-        let (a, b) = r
-            .layers
-            .split_once("..")
-            .with_context(|| format!("route layers {:?}", r.layers))?;
         let operator = workers
             .iter()
             .find(|w| w.peer_id == r.peer)
             .map_or(vec![0; 20], |w| w.operator.clone());
         stages.push(pb::Stage {
             operator,
-            start_layer: a.parse()?,
-            end_layer: b.parse()?,
+            start_layer: u32::try_from(r.layers.start)
+                .with_context(|| format!("route layers {}", r.layers))?,
+            end_layer: u32::try_from(r.layers.end)
+                .with_context(|| format!("route layers {}", r.layers))?,
             input_hash: digest_of(
                 report
                     .steps
                     .iter()
-                    .filter_map(|s| s.stages.get(i).map(|x| x.input_sha256.clone())),
+                    .filter_map(|s| s.stages.get(i).map(|x| x.input_sha256)),
             ),
             output_hash: digest_of(
                 report
                     .steps
                     .iter()
-                    .filter_map(|s| s.stages.get(i).map(|x| x.output_sha256.clone())),
+                    .filter_map(|s| s.stages.get(i).map(|x| x.output_sha256)),
             ),
         });
     }
@@ -605,7 +597,7 @@ impl Runner {
         let j = job.clone();
         let started = std::time::Instant::now();
         let executed = tokio::task::spawn_blocking(move || executor.execute(&j)).await??;
-        crate::metrics::inference_forward(&job.model_id, 0, started.elapsed());
+        vichain_validator::metrics::inference_forward(&job.model_id, 0, started.elapsed());
         info!(worker = %self.cfg.name, job = job.id, model = %job.model_id, ms = started.elapsed().as_millis() as u64, proof = executed.proof.is_some(), "computed");
         let mut salt = [0u8; 32];
         rand::rngs::OsRng.fill_bytes(&mut salt);

@@ -13,7 +13,7 @@ use serde::Serialize;
 use vichain_inference::LayerRange;
 use vichain_split::{AllowList, Multiaddr, PeerId, Worker, WorkerConfig};
 
-use crate::tasks::{Shutdown, TaskManager};
+use vichain_validator::tasks::{Shutdown, TaskManager};
 
 /// Largest allow-list file read (a peer id is about 53 characters a line).
 const MAX_ALLOW_FILE_BYTES: u64 = 1024 * 1024;
@@ -268,8 +268,12 @@ pub async fn main(args: WorkerArgs) -> Result<()> {
     let mut tasks = TaskManager::new();
     let worker = RunningWorker::start(config).await?;
     if let Some(addr) = args.metrics_addr {
-        let bound =
-            crate::web::spawn_exporter(&mut tasks, addr, Some(worker.split_metrics())).await?;
+        let bound = vichain_validator::web::spawn_exporter(
+            &mut tasks,
+            addr,
+            Some(crate::metrics::split_scrape_hook(worker.split_metrics())),
+        )
+        .await?;
         if !args.json {
             println!("metrics http://{bound}/metrics");
         }
@@ -281,7 +285,7 @@ pub async fn main(args: WorkerArgs) -> Result<()> {
         tasks.spawn_critical("peer-gauge", async move {
             loop {
                 if let Ok(s) = node.snapshot().await {
-                    crate::metrics::split_connected_peers(s.connected.len());
+                    vichain_validator::metrics::split_connected_peers(s.connected.len());
                 }
                 tokio::select! {
                     _ = stop.wait() => return Ok(()),
@@ -383,7 +387,7 @@ async fn start_job_runner(
     tasks: &mut TaskManager,
 ) -> Result<()> {
     use crate::runner::{Runner, RunnerConfig};
-    let keyring = crate::keys::Keyring::new(&args.home);
+    let keyring = vichain_validator::keys::Keyring::new(&args.home);
     let key = match keyring.get(&args.operator) {
         Ok(k) => k,
         Err(_) => keyring.add(&args.operator)?,

@@ -163,3 +163,13 @@ pub fn open_file(
     };
     Ok(ctx.open(&key, &sealed)?)
 }
+
+/// Parses 32 bytes of hex (an optional `0x` prefix allowed).
+pub fn parse_hex32(s: &str, what: &str) -> Result<[u8; 32]> {
+    let bytes = hex::decode(s.trim().trim_start_matches("0x"))
+        .with_context(|| format!("{what}: {s:?} is not hex"))?;
+    bytes
+        .as_slice()
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("{what}: {} bytes, expected 32", bytes.len()))
+}

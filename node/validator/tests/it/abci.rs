@@ -17,8 +17,8 @@ use tendermint_proto::{
 use tokio_util::sync::CancellationToken;
 use vichain_config::{AbciAddr, AppState, GenesisAccount, ParamsConfig};
 use vichain_consensus::{Address, App, QueryResult, Storage, query, sign_tx};
-use vichain_node::abci::{AbciListener, serve};
 use vichain_proto::v1::{self as pb, tx_body::Action};
+use vichain_validator::abci::{AbciListener, serve};
 
 const CHAIN: &str = "vichain-abci-test";
 

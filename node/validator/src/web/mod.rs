@@ -128,29 +128,38 @@ async fn serve_on(
 }
 
 /// What `/metrics` reads in a process without a ledger.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 struct ExporterState {
     metrics: PrometheusHandle,
-    split: Option<Arc<vichain_split::Metrics>>,
+    on_scrape: Option<ScrapeHook>,
+}
+
+/// Called before each `/metrics` render of an exporter, to record readings kept outside
+/// the recorder (a worker's split-network counters).
+pub type ScrapeHook = Arc<dyn Fn() + Send + Sync>;
+
+impl std::fmt::Debug for ExporterState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExporterState")
+            .field("on_scrape", &self.on_scrape.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 /// `/metrics` alone, for a process without a ledger (`vichaind worker`): what it
-/// recorded (inference, proving) plus, at each scrape, the split network's counters.
-pub fn exporter_router(
-    metrics: PrometheusHandle,
-    split: Option<Arc<vichain_split::Metrics>>,
-) -> Router {
+/// recorded (inference, proving) plus what `on_scrape` records at each scrape.
+pub fn exporter_router(metrics: PrometheusHandle, on_scrape: Option<ScrapeHook>) -> Router {
     Router::new()
         .route("/metrics", get(exporter_metrics))
         .fallback(not_found)
-        .with_state(ExporterState { metrics, split })
+        .with_state(ExporterState { metrics, on_scrape })
 }
 
 /// Installs the recorder and serves [`exporter_router`] on `addr` as critical tasks.
 pub async fn spawn_exporter(
     tasks: &mut TaskManager,
     addr: SocketAddr,
-    split: Option<Arc<vichain_split::Metrics>>,
+    on_scrape: Option<ScrapeHook>,
 ) -> Result<SocketAddr> {
     let handle = crate::metrics::install()?;
     let listener = tokio::net::TcpListener::bind(addr)
@@ -164,14 +173,18 @@ pub async fn spawn_exporter(
     );
     tasks.spawn_critical(
         "http",
-        serve_on(listener, exporter_router(handle, split), tasks.shutdown()),
+        serve_on(
+            listener,
+            exporter_router(handle, on_scrape),
+            tasks.shutdown(),
+        ),
     );
     Ok(bound)
 }
 
 async fn exporter_metrics(State(s): State<ExporterState>) -> Response {
-    if let Some(split) = &s.split {
-        crate::metrics::record_split(&split.snapshot());
+    if let Some(hook) = &s.on_scrape {
+        hook();
     }
     counted(
         "/metrics",
@@ -326,36 +339,46 @@ async fn not_found() -> Response {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicU64, Ordering};
+
     use super::*;
 
     #[tokio::test]
-    async fn a_worker_exports_the_split_counters_and_what_it_recorded() {
+    async fn an_exporter_records_its_scrape_hook_and_serves_only_metrics() {
         let mut tasks = TaskManager::new();
-        let split = Arc::new(vichain_split::Metrics::default());
-        let addr = spawn_exporter(&mut tasks, "127.0.0.1:0".parse().unwrap(), Some(split))
+        let scrapes = Arc::new(AtomicU64::new(0));
+        let seen = scrapes.clone();
+        let hook: ScrapeHook = Arc::new(move || {
+            let n = seen.fetch_add(1, Ordering::SeqCst) + 1;
+            metrics::counter!("vichain_split_failovers_total").absolute(n);
+        });
+        let addr = spawn_exporter(&mut tasks, "127.0.0.1:0".parse().unwrap(), Some(hook))
             .await
             .unwrap();
-        crate::metrics::inference_forward("minilm", 1, std::time::Duration::from_millis(12));
         crate::metrics::inference_tokens("smollm2", 40);
-        let text = reqwest::get(format!("http://{addr}/metrics"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        for (name, _, _) in crate::metrics::SPLIT_METRICS {
-            assert!(text.contains(&format!("{name} 0\n")), "{name}:\n{text}");
-        }
+        let scrape = || async {
+            reqwest::get(format!("http://{addr}/metrics"))
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap()
+        };
+        let first = scrape().await;
         assert!(
-            text.contains(
-                "vichain_inference_forward_duration_seconds_bucket{model=\"minilm\",shard=\"1\",le=\"0.025\"} 1"
-            ),
-            "{text}"
+            first.contains("vichain_split_failovers_total 1\n"),
+            "{first}"
         );
         assert!(
-            text.contains("vichain_inference_tokens_total{model=\"smollm2\"} 40"),
-            "{text}"
+            first.contains("vichain_inference_tokens_total{model=\"smollm2\"} 40"),
+            "{first}"
         );
+        let second = scrape().await;
+        assert!(
+            second.contains("vichain_split_failovers_total 2\n"),
+            "{second}"
+        );
+        assert_eq!(scrapes.load(Ordering::SeqCst), 2);
         let missing = reqwest::get(format!("http://{addr}/api/status"))
             .await
             .unwrap();

@@ -63,8 +63,8 @@ const fn def(
     }
 }
 
-/// The split worker network's counters ([`vichain_split::MetricsSnapshot`]), as
-/// exported by [`record_split`]: (metric, snapshot field, help).
+/// The split worker network's counters (`vichain_split::MetricsSnapshot`), as
+/// exported by `vichain_worker::metrics::record_split`: (metric, snapshot field, help).
 pub const SPLIT_METRICS: &[(&str, &str, &str)] = &[
     (
         "vichain_split_requests_sent_total",
@@ -372,30 +372,6 @@ pub fn inference_tokens(model: &str, tokens: u64) {
 /// One Groth16 inference proof made on this node.
 pub fn zk_proved(elapsed: Duration) {
     histogram!(ZK_PROVE).record(elapsed.as_secs_f64());
-}
-
-/// Exports a reading of the split network's counters (they are cumulative, so the
-/// Prometheus counters take their absolute values).
-pub fn record_split(s: &vichain_split::MetricsSnapshot) {
-    let fields: BTreeMap<&str, u64> = [
-        ("requests_sent", s.requests_sent),
-        ("request_failures", s.request_failures),
-        ("bytes_sent", s.bytes_sent),
-        ("bytes_received", s.bytes_received),
-        ("requests_served", s.requests_served),
-        ("requests_refused", s.requests_refused),
-        ("inbound_failures", s.inbound_failures),
-        ("stage_calls", s.stage_calls),
-        ("stage_latency_micros", s.stage_latency_micros),
-        ("failovers", s.failovers),
-        ("announcements_received", s.announcements_received),
-        ("connections_denied", s.connections_denied),
-    ]
-    .into_iter()
-    .collect();
-    for (name, field, _) in SPLIT_METRICS {
-        counter!(*name).absolute(fields.get(field).copied().unwrap_or(0));
-    }
 }
 
 /// Gauges read from the committed state, refreshed before each render.

@@ -8,7 +8,7 @@
 //! instead: the single-process baseline of the benchmarks.
 
 use std::{
-    io::Write,
+    collections::BTreeSet,
     path::{Path, PathBuf},
     time::{Duration, Instant},
 };
@@ -22,54 +22,56 @@ use vichain_inference::{
     bert_max_seq_length, bert_tokenizer,
 };
 use vichain_split::{
-    AllowList, ClientConfig, InferInput, InferOutput, InferProgress, InferReport, Multiaddr,
+    AllowList, ClientConfig, InferOutput, InferProgress, InferReport, Multiaddr, PeerId,
     SplitClient,
 };
-
-use crate::worker::read_allow_list;
 
 /// Values of an embedding printed in the summary.
 const SUMMARY_VALUES: usize = 8;
 /// Most runs of one `--repeat`.
 const MAX_REPEAT: usize = 10_000;
 
-/// `vichain infer` flags (`--json` is the CLI's global flag).
-#[derive(Debug, Clone, clap::Args)]
-pub struct InferArgs {
+/// One job for the worker network (or, with `local`, for this process).
+#[derive(Debug, Clone)]
+pub struct InferJob {
     /// The split model's manifest.json; the client's shard (embedding and head),
-    /// config and tokenizer are read next to it.
-    #[arg(long)]
+    /// config and tokenizer are read next to it. With `local`, also a Hugging Face
+    /// BERT directory or a .gguf file (the whole model).
     pub model: PathBuf,
     /// A sentence to embed (BERT) or a chat message to answer (Llama).
-    #[arg(long, conflicts_with = "input", required_unless_present = "input")]
-    pub text: Option<String>,
-    /// A file holding that text.
-    #[arg(long)]
-    pub input: Option<PathBuf>,
-    /// A worker to join the network through (repeatable).
-    #[arg(long, required_unless_present = "local")]
+    pub text: String,
+    /// Workers to join the network through.
     pub bootstrap: Vec<Multiaddr>,
     /// Most tokens to generate (Llama models).
-    #[arg(long, default_value_t = 32)]
     pub max_tokens: usize,
-    /// Use only the workers listed in FILE (one peer id a line, `#` comments): the
-    /// hook the ledger's worker registry will feed.
-    #[arg(long)]
-    pub allow_peers: Option<PathBuf>,
+    /// Use only these workers (`None`: any that serves the model).
+    pub allow_peers: Option<BTreeSet<PeerId>>,
     /// How long a stage may take to answer before it is replaced.
-    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     pub timeout: Duration,
     /// How long to look for holders of every stage.
-    #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
     pub discovery_timeout: Duration,
-    /// Run the job N times on one connection (for timing); the report is the last run's.
-    #[arg(long, default_value_t = 1)]
+    /// Runs on one connection (for timing); the report is the last run's.
     pub repeat: usize,
-    /// Run in this process, without the network (the single-process baseline): every
-    /// shard of --model in sequence, or the whole model when --model is a Hugging Face
-    /// BERT directory or a .gguf file.
-    #[arg(long, conflicts_with_all = ["bootstrap", "allow_peers"])]
+    /// Run in this process, without the network (the single-process baseline).
     pub local: bool,
+}
+
+impl InferJob {
+    /// A job of `text` for `model` through the workers at `bootstrap`, run once with the
+    /// default timeouts (30 s a stage, 20 s to discover the stages).
+    pub fn new(model: PathBuf, text: String, bootstrap: Vec<Multiaddr>, max_tokens: usize) -> Self {
+        Self {
+            model,
+            text,
+            bootstrap,
+            max_tokens,
+            allow_peers: None,
+            timeout: Duration::from_secs(30),
+            discovery_timeout: Duration::from_secs(20),
+            repeat: 1,
+            local: false,
+        }
+    }
 }
 
 /// What `vichain infer --json` prints: the last run's report, a summary of its output and
@@ -167,62 +169,14 @@ fn summarize(output: &InferOutput) -> OutputSummary {
     }
 }
 
-/// Runs `vichain infer` and prints its result (JSON with `json`). Progress (the route,
-/// each token, failovers) goes to stderr as it happens.
-pub async fn main(args: InferArgs, json: bool) -> Result<()> {
-    let summary = run(&args, |p| {
-        let line = progress_line(&p);
-        let mut err = std::io::stderr().lock();
-        let _ = writeln!(err, "{line}");
-    })
-    .await?;
-    if json {
-        println!("{}", serde_json::to_string_pretty(&summary)?);
-    } else {
-        print_text(&summary);
-    }
-    Ok(())
-}
-
-fn progress_line(p: &InferProgress) -> String {
-    match p {
-        InferProgress::Route(route) => {
-            let stages: Vec<String> = route
-                .iter()
-                .map(|r| format!("{} -> {}", r.layers, r.peer))
-                .collect();
-            format!("route: {}", stages.join(", "))
-        }
-        InferProgress::Token {
-            index,
-            token,
-            route,
-        } => {
-            let peers: Vec<&str> = route.iter().map(|r| r.peer.as_str()).collect();
-            format!("token {index}: {token} via {}", peers.join(" "))
-        }
-        InferProgress::Failover(f) => format!(
-            "failover {}: {} -> {} ({} steps replayed in {} us): {}",
-            f.layers, f.from, f.to, f.replayed_steps, f.recovery_micros, f.reason
-        ),
-    }
-}
-
-/// Runs the job (`args.repeat` times) and returns the summary.
-pub async fn run(
-    args: &InferArgs,
-    mut progress: impl FnMut(InferProgress),
-) -> Result<InferSummary> {
+/// Runs the job (`args.repeat` times) and returns the summary; `progress` sees the route,
+/// each token and each failover as they happen.
+pub async fn run(args: &InferJob, mut progress: impl FnMut(InferProgress)) -> Result<InferSummary> {
     ensure!(
         (1..=MAX_REPEAT).contains(&args.repeat),
         "--repeat must be 1..={MAX_REPEAT}"
     );
-    let input = match (&args.text, &args.input) {
-        (Some(t), None) => InferInput::Text(t.clone()),
-        (None, Some(p)) => InferInput::File(p.clone()),
-        _ => bail!("give one of --text or --input"),
-    };
-    let text = input.read()?;
+    let text = args.text.clone();
     if args.local {
         return run_local(args, &text);
     }
@@ -232,8 +186,8 @@ pub async fn run(
     };
     config.network.bootstrap = args.bootstrap.clone();
     config.network.request_timeout = args.timeout;
-    if let Some(file) = &args.allow_peers {
-        config.network.allow = AllowList::only(read_allow_list(file)?);
+    if let Some(peers) = &args.allow_peers {
+        config.network.allow = AllowList::only(peers.clone());
     }
     let started = Instant::now();
     let mut client = SplitClient::connect(&args.model, config)
@@ -330,7 +284,7 @@ impl LocalModel {
 
 /// The same job in this process, without the network: every shard of a manifest in
 /// sequence, or the whole model.
-fn run_local(args: &InferArgs, text: &str) -> Result<InferSummary> {
+fn run_local(args: &InferJob, text: &str) -> Result<InferSummary> {
     let started = Instant::now();
     let (mut model, model_id) = LocalModel::load(&args.model)?;
     let connect_micros = started.elapsed().as_micros() as u64;
@@ -450,54 +404,4 @@ fn finish_local(
         connect_micros,
         local: true,
     })
-}
-
-fn print_text(s: &InferSummary) {
-    let r = &s.report;
-    println!("model {} (client {})", r.model_id, r.client);
-    for (i, stage) in r.route.iter().enumerate() {
-        println!("stage {i}: layers {} on {}", stage.layers, stage.peer);
-    }
-    for step in &r.steps {
-        println!(
-            "step at position {} ({} tokens, {} us): embedding {}",
-            step.position, step.tokens, step.elapsed_micros, step.embedding_sha256
-        );
-        for st in &step.stages {
-            println!(
-                "  layers {} on {}: in {} out {} ({} B sent, {} B back, {} us, {} us compute)",
-                st.layers,
-                st.peer,
-                st.input_sha256,
-                st.output_sha256,
-                st.bytes_sent,
-                st.bytes_received,
-                st.latency_micros,
-                st.compute_micros
-            );
-        }
-        println!("  head {}", step.head_sha256);
-    }
-    for f in &r.failovers {
-        println!(
-            "failover layers {}: {} -> {} ({} steps replayed, {} us): {}",
-            f.layers, f.from, f.to, f.replayed_steps, f.recovery_micros, f.reason
-        );
-    }
-    match &s.summary {
-        OutputSummary::Embedding {
-            dims,
-            norm,
-            first,
-            values_sha256,
-        } => println!(
-            "embedding: {dims} dims, norm {norm:.6}, first {first:?}, sha256 {values_sha256}"
-        ),
-        OutputSummary::Text { tokens, text } => println!("generated {tokens} tokens:\n{text}"),
-    }
-    if s.runs.len() > 1 {
-        let mut t: Vec<u64> = s.runs.iter().map(|r| r.elapsed_micros).collect();
-        t.sort_unstable();
-        println!("{} runs, median {} us", t.len(), t[t.len() / 2]);
-    }
 }

@@ -19,10 +19,10 @@ use vichain_inference::{KvCacheConfig, SentenceEmbedder, TextGenerator};
 use vichain_proto::v1::{self as pb, tx_body::Action};
 use vichain_zk::{OutputMode, QuantizedMlp, WeightMode};
 
+use vichain_validator::{dev::DevChain, tasks::Shutdown};
+
 use crate::{
-    dev::DevChain,
     runner::{DigitsExecutor, EmbedExecutor, Executor, GenerateExecutor, Runner, RunnerConfig},
-    tasks::Shutdown,
     zk_tool,
 };
 
@@ -260,7 +260,7 @@ fn zk_free_simulate(
     enc: &vichain_tee::EncryptionPublicKey,
     expires_at: u64,
 ) -> Vec<u8> {
-    crate::tee_tool::simulate(
+    vichain_validator::tee_tool::simulate(
         secret,
         &Sha256::digest(b"vichain dev worker image"),
         k.verifying_key().as_bytes(),
@@ -321,7 +321,7 @@ pub fn smollm2_path() -> Option<PathBuf> {
 /// keeping the embedding and head themselves.
 pub struct SplitSmollm2 {
     pub model: DemoModel,
-    pub nodes: Vec<crate::worker::RunningWorker>,
+    pub nodes: Vec<crate::serve::RunningWorker>,
     /// Per dev worker: its libp2p peer id and the index of the stage it serves.
     pub stages: Vec<(String, u32)>,
 }
@@ -372,7 +372,7 @@ pub async fn smollm2_pipeline(
             })
         })
         .collect::<Result<_>>()?;
-    let mut nodes: Vec<crate::worker::RunningWorker> = Vec::with_capacity(workers);
+    let mut nodes: Vec<crate::serve::RunningWorker> = Vec::with_capacity(workers);
     let mut stages = Vec::with_capacity(workers);
     let mut bootstrap: Vec<vichain_split::Multiaddr> = Vec::new();
     for i in 0..workers {
@@ -385,7 +385,7 @@ pub async fn smollm2_pipeline(
         );
         config.network.listen = vec!["/ip4/127.0.0.1/tcp/0".parse()?];
         config.network.bootstrap = bootstrap.clone();
-        let node = crate::worker::RunningWorker::start(config).await?;
+        let node = crate::serve::RunningWorker::start(config).await?;
         stages.push((node.info().peer_id.clone(), stage as u32));
         for a in &node.info().listen_addrs {
             bootstrap.push(a.parse()?);

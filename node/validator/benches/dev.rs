@@ -2,7 +2,7 @@
 //! (CheckTx with signature verification), then one block produced through
 //! PrepareProposal, ProcessProposal, FinalizeBlock and Commit (state fsynced).
 //!
-//! `cargo bench -p vichain-node --bench dev`
+//! `cargo bench -p vichain-validator --bench dev`
 
 use std::{
     sync::{Arc, Mutex},
@@ -12,8 +12,8 @@ use std::{
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use vichain_config::{DevConfig, MempoolConfig};
 use vichain_consensus::{App, Storage};
-use vichain_node::dev::DevChain;
 use vichain_tests::{funded_keys, init_chain_request, transfers};
+use vichain_validator::dev::DevChain;
 
 fn dev(c: &mut Criterion) {
     let keys = funded_keys(1000);
