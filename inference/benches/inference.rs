@@ -18,14 +18,8 @@ use vichain_inference::{
 use vichain_zk::QuantizedMlp;
 
 fn models() -> PathBuf {
-    let dir = std::env::var_os("VICHAIN_MODELS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/var/tmp/vichain-models"));
-    assert!(
-        dir.join("all-minilm-l6-v2").exists(),
-        "models not found in {}: run scripts/fetch-models.sh",
-        dir.display()
-    );
+    let dir = vichain_inference::models::models_dir();
+    vichain_inference::models::minilm_dir().expect("the benchmarks run the real models");
     dir
 }
 

@@ -29,10 +29,8 @@ fn median<F: FnMut()>(runs: usize, mut f: F) -> f64 {
 }
 
 fn main() {
-    let models =
-        std::env::var("VICHAIN_MODELS").unwrap_or_else(|_| "/var/tmp/vichain-models".into());
-    let e = SentenceEmbedder::from_dir(&std::path::Path::new(&models).join("all-minilm-l6-v2"))
-        .expect("model");
+    let dir = vichain_inference::models::minilm_dir().expect("all-MiniLM-L6-v2");
+    let e = SentenceEmbedder::from_dir(&dir).expect("model");
     assert_eq!(e.tokenize(SENTENCE).expect("tokens").len(), 12);
     let batch: Vec<String> = (0..32).map(|i| format!("{SENTENCE} Number {i}.")).collect();
     let refs: Vec<&str> = batch.iter().map(String::as_str).collect();

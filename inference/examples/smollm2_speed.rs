@@ -15,11 +15,7 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let tokens: usize = args.next().map_or(64, |a| a.parse().expect("TOKENS"));
     let rounds: usize = args.next().map_or(3, |a| a.parse().expect("ROUNDS"));
-    let models =
-        std::env::var("VICHAIN_MODELS").unwrap_or_else(|_| "/var/tmp/vichain-models".into());
-    let path = std::path::Path::new(&models)
-        .join("smollm2-135m-instruct")
-        .join("SmolLM2-135M-Instruct.Q4_1.gguf");
+    let path = vichain_inference::models::smollm2_gguf().expect("SmolLM2");
     let mut g = TextGenerator::from_gguf(&path, KvCacheConfig::default()).expect("model");
     let prompt = g
         .encode(&TextGenerator::chat_prompt("Write a haiku about the sea."))

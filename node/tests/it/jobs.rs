@@ -12,22 +12,14 @@ use std::{
 
 use serde_json::Value;
 
-use super::{Node, VICHAIND, cli, free_port, json, wait_for_height};
+use vichain_tests::{DevChain, Process, free_port};
 
-fn dev_with_workers(home: &Path, grpc: u16) -> Node {
-    Node(
-        Command::new(VICHAIND)
-            .args(["dev", "--workers", "3", "--block-time", "200ms", "--grpc"])
-            .arg(format!("127.0.0.1:{grpc}"))
-            .args(["--metrics-addr", "127.0.0.1:0"])
-            .arg("--home")
-            .arg(home)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    )
+use super::{VICHAIND, cli, json, wait_for_height};
+
+fn dev_with_workers(home: &Path, grpc: u16) -> Process {
+    DevChain::new(home, grpc)
+        .workers(3)
+        .spawn(Path::new(VICHAIND))
 }
 
 /// Waits until `model` is registered and at least `n` workers serve it.
@@ -458,7 +450,7 @@ fn a_standalone_worker_process_takes_its_jobs_from_the_chain() {
     ));
 
     let home = dir.path().join("worker");
-    let mut worker = Node(
+    let mut worker = Process(
         Command::new(VICHAIND)
             .args(["worker", "--listen", "/ip4/127.0.0.1/tcp/0", "--home"])
             .arg(&home)

@@ -6,13 +6,13 @@
 #![allow(clippy::unwrap_used)]
 
 use std::{
-    net::TcpListener,
     path::{Path, PathBuf},
-    process::{Child, Command, Output, Stdio},
+    process::{Command, Output, Stdio},
     time::{Duration, Instant},
 };
 
 use serde_json::Value;
+use vichain_tests::{DevChain, Process, free_port};
 
 mod dashboard;
 mod jobs;
@@ -23,55 +23,9 @@ const VICHAIND: &str = env!("CARGO_BIN_EXE_vichaind");
 static VICHAIN: std::sync::LazyLock<PathBuf> =
     std::sync::LazyLock::new(|| vichain_tests::workspace_binary("vichain"));
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A node process, stopped with SIGTERM when dropped.
-struct Node(Child);
-
-impl Node {
-    fn terminate(&mut self) -> std::process::ExitStatus {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.0.id().to_string())
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = self.0.try_wait().unwrap() {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "node did not stop on SIGTERM");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn dev(home: &Path, grpc: u16) -> Node {
-    Node(
-        Command::new(VICHAIND)
-            .args(["dev", "--workers", "0", "--block-time", "200ms", "--grpc"])
-            .arg(format!("127.0.0.1:{grpc}"))
-            .args(["--metrics-addr", "127.0.0.1:0"])
-            .arg("--home")
-            .arg(home)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    )
+/// `vichaind dev` without workers, 200 ms blocks, gRPC on `grpc`.
+fn dev(home: &Path, grpc: u16) -> Process {
+    DevChain::new(home, grpc).spawn(Path::new(VICHAIND))
 }
 
 fn cli(grpc: u16, keys: &Path, args: &[&str]) -> Output {
@@ -252,7 +206,7 @@ fn start_serves_cometbft_over_abci_and_clients_over_grpc() {
         .replace("http://127.0.0.1:26657", "http://127.0.0.1:9");
     std::fs::write(home.join("config.toml"), config).unwrap();
     let metrics_port = free_port();
-    let mut node = Node(
+    let mut node = Process(
         Command::new(VICHAIND)
             .args(["start", "--home"])
             .arg(&home)

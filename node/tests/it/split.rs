@@ -18,32 +18,12 @@ use vichain_inference::{
 
 use crate::{VICHAIN, VICHAIND};
 
-fn models_dir() -> PathBuf {
-    std::env::var_os("VICHAIN_MODELS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/var/tmp/vichain-models"))
-}
-
 fn minilm_dir() -> PathBuf {
-    let dir = models_dir().join("all-minilm-l6-v2");
-    assert!(
-        dir.join("model.safetensors").exists(),
-        "all-MiniLM-L6-v2 not found in {}: run scripts/fetch-models.sh",
-        dir.display()
-    );
-    dir
+    vichain_inference::models::minilm_dir().unwrap()
 }
 
 fn smollm2_path() -> PathBuf {
-    let p = models_dir()
-        .join("smollm2-135m-instruct")
-        .join("SmolLM2-135M-Instruct.Q4_1.gguf");
-    assert!(
-        p.exists(),
-        "SmolLM2 not found at {}: run scripts/fetch-models.sh",
-        p.display()
-    );
-    p
+    vichain_inference::models::smollm2_gguf().unwrap()
 }
 
 /// `vichaind model split --client-keeps-ends`; returns the manifest's path.

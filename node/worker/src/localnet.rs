@@ -554,15 +554,11 @@ impl Localnet {
             )?;
         }
         let mut models = vec![digits.register];
-        let minilm = crate::devnet::models_dir().join("all-minilm-l6-v2");
-        let has_minilm = minilm.join("config.json").exists();
-        if has_minilm {
-            models.push(crate::devnet::minilm_registration(&minilm)?);
-        } else {
-            warn!(
-                "all-MiniLM-L6-v2 not found in {}: run scripts/fetch-models.sh",
-                minilm.display()
-            );
+        let minilm = vichain_inference::models::minilm_dir()
+            .inspect_err(|e| warn!("{e}"))
+            .ok();
+        if let Some(minilm) = &minilm {
+            models.push(crate::devnet::minilm_registration(minilm)?);
         }
         let missing: Vec<Action> = models
             .iter()
@@ -607,7 +603,7 @@ impl Localnet {
                 .arg("--proving-key")
                 .arg(dir.join("zk/digits/proving.key"))
                 .args(["--metrics-addr", "127.0.0.1:0"]);
-            if has_minilm {
+            if let Some(minilm) = &minilm {
                 cmd.arg("--job-model")
                     .arg(format!("minilm={}", minilm.display()));
             }
