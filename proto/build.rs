@@ -69,7 +69,12 @@ fn json_view(
             )?;
         }
         for m in &file.message_type {
-            message(&format!(".vichain.v1.{}", m.name()), m, config, &mut seen_addresses)?;
+            message(
+                &format!(".vichain.v1.{}", m.name()),
+                m,
+                config,
+                &mut seen_addresses,
+            )?;
         }
     }
     for a in ADDRESS_FIELDS {
@@ -110,13 +115,31 @@ fn message(
         let with = match f.r#type() {
             Type::Bytes if ADDRESS_FIELDS.contains(&field.as_str()) => {
                 addresses.push(field.clone());
-                Some(if repeated { "crate::json::address_list" } else { "crate::json::address" }.to_owned())
+                Some(
+                    if repeated {
+                        "crate::json::address_list"
+                    } else {
+                        "crate::json::address"
+                    }
+                    .to_owned(),
+                )
             }
-            Type::Bytes => Some(if repeated { "crate::json::hex_list" } else { "crate::json::hex" }.to_owned()),
+            Type::Bytes => Some(
+                if repeated {
+                    "crate::json::hex_list"
+                } else {
+                    "crate::json::hex"
+                }
+                .to_owned(),
+            ),
             Type::Enum => {
                 let name = f.type_name().rsplit('.').next().unwrap_or_default();
                 let module = enum_module(name);
-                Some(if repeated { format!("crate::v1::{module}::list") } else { format!("crate::v1::{module}") })
+                Some(if repeated {
+                    format!("crate::v1::{module}::list")
+                } else {
+                    format!("crate::v1::{module}")
+                })
             }
             _ => None,
         };
@@ -125,7 +148,12 @@ fn message(
         }
     }
     for nested in &m.nested_type {
-        message(&format!("{path}.{}", nested.name()), nested, config, addresses)?;
+        message(
+            &format!("{path}.{}", nested.name()),
+            nested,
+            config,
+            addresses,
+        )?;
     }
     Ok(())
 }

@@ -4,6 +4,12 @@
 
 use serde::{Deserialize, Deserializer, Serializer, de::Error as _};
 
+/// The JSON view of a wire type (`Null` if it cannot be rendered, which the generated
+/// implementations never do).
+pub fn view<T: serde::Serialize>(message: &T) -> serde_json::Value {
+    serde_json::to_value(message).unwrap_or(serde_json::Value::Null)
+}
+
 /// Human-readable prefix of bech32 account addresses.
 pub const ADDRESS_HRP: &str = "vichain";
 /// Bytes of an account address.
@@ -135,10 +141,7 @@ macro_rules! enum_field {
                     NameOrNumber::Name(s) => super::$enum::from_str_name(&s)
                         .map(|e| e as i32)
                         .ok_or_else(|| {
-                            D::Error::custom(format!(
-                                "{s:?} is not a {}",
-                                stringify!($enum)
-                            ))
+                            D::Error::custom(format!("{s:?} is not a {}", stringify!($enum)))
                         }),
                 }
             }
@@ -163,9 +166,7 @@ macro_rules! enum_field {
                 pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<i32>, D::Error> {
                     Vec::<serde_json::Value>::deserialize(d)?
                         .into_iter()
-                        .map(|v| {
-                            super::deserialize(v).map_err(serde::de::Error::custom)
-                        })
+                        .map(|v| super::deserialize(v).map_err(serde::de::Error::custom))
                         .collect()
                 }
             }
@@ -233,7 +234,11 @@ mod tests {
 
     #[test]
     fn bad_json_is_refused_naming_what_is_wrong() {
-        let err = |v| serde_json::from_value::<pb::Job>(v).unwrap_err().to_string();
+        let err = |v| {
+            serde_json::from_value::<pb::Job>(v)
+                .unwrap_err()
+                .to_string()
+        };
         assert!(err(json!({"input": "xyz"})).contains("not hex"));
         assert!(err(json!({"status": "JOB_STATUS_NOPE"})).contains("not a JobStatus"));
         assert!(err(json!({"client": "cosmos1qqqq"})).contains("neither"));

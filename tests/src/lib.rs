@@ -519,12 +519,15 @@ impl TxGen {
     }
 }
 
-/// A binary of this workspace (`vichaind`, `vichain`) built next to the running
-/// test or bench (target/PROFILE/deps/EXE -> target/PROFILE/NAME), or the debug
-/// one when a bench runs without the release binaries built. A binary of another
-/// package than the running test's is built on demand when missing (`cargo test -p`
-/// builds only that package's binaries).
+/// A binary of this workspace (`vichaind`, `vichain`), built next to the running
+/// test or bench (target/PROFILE/deps/EXE -> target/PROFILE/NAME), or the debug one
+/// when a bench runs without the release binaries built. `cargo test --workspace`
+/// builds every binary first (each binary's package has integration tests); a binary
+/// still missing (`cargo test -p` of another package) is built here. A test of one
+/// package runs the other package's binary as last built: `cargo build --workspace`
+/// first when both changed.
 pub fn workspace_binary(name: &str) -> PathBuf {
+    static BUILD: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let exe = std::env::current_exe().expect("the running executable's path");
     let dir = exe
         .parent()
@@ -534,26 +537,41 @@ pub fn workspace_binary(name: &str) -> PathBuf {
     if here.exists() {
         return here;
     }
-    let debug = dir.parent().map(|t| t.join("debug").join(name));
-    if let Some(d) = debug.filter(|d| d.exists()) {
+    if let Some(d) = dir
+        .parent()
+        .map(|t| t.join("debug").join(name))
+        .filter(|d| d.exists())
+    {
         return d;
     }
+    let _one_build = BUILD
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let target = dir.parent().expect("target/PROFILE");
     let mut build = std::process::Command::new(std::env::var("CARGO").unwrap_or("cargo".into()));
     build
         .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args(["build", "--quiet", "--bin", name, "--target-dir"])
+        .args(["build", "--quiet", "-p", package_of(name), "--bin", name])
+        .arg("--target-dir")
         .arg(target);
     if dir.file_name().is_some_and(|p| p == "release") {
         build.arg("--release");
     }
-    let built = build.status().map(|s| s.success()).unwrap_or(false);
+    let ok = build.status().map(|s| s.success()).unwrap_or(false);
     assert!(
-        built && here.exists(),
+        ok && here.exists(),
         "{} is missing and `cargo build --bin {name}` did not make it",
         here.display()
     );
     here
+}
+
+/// The package of a workspace binary.
+fn package_of(bin: &str) -> &'static str {
+    match bin {
+        "vichain" => "vichain-cli",
+        _ => "vichain-node",
+    }
 }
 
 /// A base port with `span` free loopback ports above it, in a random range so that

@@ -13,7 +13,10 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use serde_json::{Value, json};
-use vichain_proto::v1::{self as pb, node_service_client::NodeServiceClient};
+use vichain_proto::{
+    json::address_string,
+    v1::{self as pb, node_service_client::NodeServiceClient},
+};
 use vichain_validator::{home::Home, keys::Keyring};
 
 use crate::{
@@ -222,30 +225,9 @@ async fn run(cli: Cli) -> Result<()> {
                     if r.workers.is_empty() {
                         return "no workers registered".into();
                     }
-                    workers
+                    r.workers
                         .iter()
-                        .map(|w| {
-                            let tee = match &w["attestation"] {
-                                Value::Null => "none".to_owned(),
-                                a => format!(
-                                    "{}{} measurement={} tcb={} expires_at_height={} encryption_key={}",
-                                    a["kind"].as_str().unwrap_or(""),
-                                    if a["simulated"] == true {
-                                        " (SIMULATED)"
-                                    } else {
-                                        ""
-                                    },
-                                    a["measurement"].as_str().unwrap_or(""),
-                                    a["tcb_status"].as_str().unwrap_or(""),
-                                    a["expiry_height"],
-                                    a["encryption_key"].as_str().unwrap_or("")
-                                ),
-                            };
-                            format!(
-                                "{}  peer={} stake={} reputation={} tee={}",
-                                w["operator"], w["peer_id"], w["stake"], w["reputation"], tee
-                            )
-                        })
+                        .map(worker_line)
                         .collect::<Vec<_>>()
                         .join("\n")
                 },
@@ -253,4 +235,29 @@ async fn run(cli: Cli) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// One worker in `vichain workers`' text: operator, peer, stake, reputation (a ratio)
+/// and TEE evidence.
+fn worker_line(w: &pb::Worker) -> String {
+    let tee = match &w.attestation {
+        None => "none".to_owned(),
+        Some(a) => format!(
+            "{}{} measurement={} tcb={} expires_at_height={} encryption_key={}",
+            a.kind,
+            if a.simulated { " (SIMULATED)" } else { "" },
+            hex::encode(&a.measurement),
+            a.tcb_status,
+            a.expiry_height,
+            hex::encode(&a.encryption_key)
+        ),
+    };
+    format!(
+        "{}  peer={} stake={} reputation={:.3} tee={}",
+        address_string(&w.operator),
+        w.peer_id,
+        w.stake,
+        w.reputation as f64 / vichain_consensus::REPUTATION_ONE as f64,
+        tee
+    )
 }

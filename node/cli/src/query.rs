@@ -4,6 +4,7 @@ use anyhow::{Context, Result, bail};
 use prost::Message;
 use serde_json::{Value, json};
 use vichain_consensus::{Address, QueryResult, query};
+use vichain_proto::json::view;
 use vichain_proto::v1::{
     self as pb, node_service_client::NodeServiceClient, query_request::Target,
 };
@@ -107,22 +108,14 @@ pub(crate) async fn run(cli: &Cli, cmd: &QueryCmd) -> Result<()> {
     let mut out = json!({"height": v.height, "app_hash": hex::encode(v.app_hash), "proof_verified": true, "found": v.value.is_some()});
     let body = match (cmd, &v.value) {
         (_, None) => Value::Null,
-        (QueryCmd::Account { .. }, Some(b)) => {
-            let a = pb::Account::decode(b.as_slice())?;
-            json!({"address": Address::from_bytes(&a.address)?.to_string(), "balance": a.balance, "nonce": a.nonce, "public_key": hex::encode(&a.public_key)})
-        }
+        (QueryCmd::Account { .. }, Some(b)) => view(&pb::Account::decode(b.as_slice())?),
         (QueryCmd::Model { .. }, Some(b)) => model_json(&pb::Model::decode(b.as_slice())?),
         (QueryCmd::Worker { .. }, Some(b)) => worker_json(&pb::Worker::decode(b.as_slice())?),
         (QueryCmd::Job { .. }, Some(b)) => job_json(&pb::Job::decode(b.as_slice())?),
         (QueryCmd::BlockHash { height }, Some(b)) => {
             json!({"block_height": height, "block_hash": hex::encode(b)})
         }
-        (QueryCmd::Params, Some(b)) => {
-            let p = pb::Params::decode(b.as_slice())?;
-            json!({"max_tx_bytes": p.max_tx_bytes, "max_input_bytes": p.max_input_bytes, "min_fee": p.min_fee,
-                   "min_worker_stake": p.min_worker_stake, "max_k": p.max_k, "max_shards": p.max_shards,
-                   "max_served_shards": p.max_served_shards, "max_verifying_key_bytes": p.max_verifying_key_bytes})
-        }
+        (QueryCmd::Params, Some(b)) => view(&pb::Params::decode(b.as_slice())?),
     };
     if let (Value::Object(o), Value::Object(b)) = (&mut out, &body) {
         for (k, v) in b {

@@ -306,7 +306,7 @@ fn metrics_and_the_json_api_follow_transactions_and_blocks() {
     let w = &workers["workers"][0];
     assert_eq!(w["peer_id"], PEER_ID, "{workers}");
     assert_eq!(w["stake"], 5000);
-    assert_eq!(w["reputation"], 1.0);
+    assert_eq!(w["reputation"], 1_000_000, "in millionths, as on chain");
     assert_eq!(
         w["serves"],
         json!([{"model_id": "digits", "shard_index": 0}])
@@ -320,7 +320,11 @@ fn metrics_and_the_json_api_follow_transactions_and_blocks() {
     let j = &jobs["jobs"][0];
     assert_eq!(j["id"], 1, "{jobs}");
     assert_eq!(j["model_id"], "digits");
-    assert_eq!(j["status"], "assigned");
+    assert_eq!(j["status"], "JOB_STATUS_ASSIGNED");
+    assert!(
+        j.get("input").is_none(),
+        "lists carry the input's length only"
+    );
     assert_eq!(j["input_bytes"], 5);
     assert_eq!(j["verification"]["proof_verified"], false);
     let (code, one) = http.get_json(&format!("{base}/api/jobs/1"));

@@ -238,11 +238,16 @@ fn dev_workers_finalize_verified_jobs_submitted_with_the_cli() {
     );
     assert_eq!(private["output_hash"].as_str().unwrap().len(), 64);
     let stages = private["pipeline"].as_array().unwrap();
-    let layers: Vec<&str> = stages
+    let layers: Vec<(u64, u64)> = stages
         .iter()
-        .map(|s| s["layers"].as_str().unwrap())
+        .map(|s| {
+            (
+                s["start_layer"].as_u64().unwrap(),
+                s["end_layer"].as_u64().unwrap(),
+            )
+        })
         .collect();
-    assert_eq!(layers, ["0..10", "10..20", "20..30"]);
+    assert_eq!(layers, [(0, 10), (10, 20), (20, 30)]);
     let workers = json(&cli(grpc, &keys, &["workers", "--json"]));
     for s in stages {
         assert!(
@@ -250,7 +255,7 @@ fn dev_workers_finalize_verified_jobs_submitted_with_the_cli() {
                 .as_array()
                 .unwrap()
                 .iter()
-                .any(|w| w["operator"] == s["worker"]),
+                .any(|w| w["operator"] == s["operator"]),
             "stage run by a registered worker: {s}"
         );
     }
@@ -514,7 +519,7 @@ fn a_standalone_worker_process_takes_its_jobs_from_the_chain() {
     assert_eq!(job["status"], "JOB_STATUS_FINALIZED", "{job:#}");
     let agreed = agreed(&job);
     assert_eq!(agreed.len(), 1);
-    assert_eq!(agreed[0]["worker"], operator.as_str());
+    assert_eq!(agreed[0]["operator"], operator.as_str());
     assert_eq!(agreed[0]["reward"], 3);
     let (input, _) = {
         let data = vichain_inference::DigitsDataset::bundled().unwrap();

@@ -473,8 +473,11 @@ fn zk_keys_and_proofs_from_the_command_line_are_verified_on_chain() {
         "--json",
     ]);
     let job = json(&cli(grpc, &client, &["query", "job", "1", "--json"]));
-    assert_eq!(job["zk_proof_verified"], true, "{job}");
-    assert_eq!(job["output"]["argmax"], proved["output"]["argmax"], "{job}");
+    assert_eq!(job["proof_verified"], true, "{job}");
+    assert_eq!(
+        job["output"]["value"]["argmax"], proved["output"]["argmax"],
+        "{job}"
+    );
 
     // The same proof again is refused with a code, and the CLI says why.
     let again = cli(

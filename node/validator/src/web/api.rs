@@ -1,6 +1,5 @@
 //! The dashboard's JSON API. Every response is an object; errors are
-//! `{"error": "...", "status": N}` with that HTTP status. Fields are only ever
-//! added, never renamed or removed, so scripts may rely on them:
+//! `{"error": "...", "status": N}` with that HTTP status:
 //!
 //! - `GET /api/status`: `chain_id`, `height` (0 before the first block), `app_hash`
 //!   (hex), `block_time_ns` (unix ns of the last block), `block_time` (RFC 3339),
@@ -20,25 +19,20 @@
 //!   `time_ns`, `txs`, `failed_txs`, `app_hash`, `finalize_seconds`,
 //!   `jobs_submitted`, `jobs_finalized`, `jobs_failed`, `job_latency_seconds_sum`.
 //! - `GET /api/workers?limit=N` (1..=1000, default 200): `{"height", "workers": [...]}`
-//!   in operator order: `operator` (bech32), `peer_id`, `stake`, `reputation`
-//!   (1.0 = neutral), `serves` (`[{model_id, shard_index}]`), `registered_height`,
-//!   `last_seen_height` (its last accepted registration, attestation, commit or reveal),
-//!   `attestation` (null, or `kind`, `simulated`, `tcb_status`, `debug`,
-//!   `measurement`, `valid_until` (unix s), `attested_height`, `expiry_height`,
-//!   `current`: whether it still counts at the last block).
+//!   in operator order, each the wire view of a `Worker` (`vichain_proto::json`: field
+//!   names as in state.proto, bytes as hex, addresses as bech32, enums by name;
+//!   `reputation` in millionths, 1000000 = neutral), its `attestation` (or null) with
+//!   `current`: whether it still counts at the last block.
 //! - `GET /api/jobs?limit=N` (1..=200, default 50): `{"height", "jobs": [...]}`, newest
-//!   first; `GET /api/jobs/{id}`: one job, 404 if there is none. A job: `id`,
-//!   `model_id`, `status` (`pending` | `assigned` | `revealing` | `finalized` |
-//!   `failed` | `unknown`), `client`, `k`, `escrow`, `privacy`, `submitted_height`,
-//!   `submitted_time_ns`, `input_bytes`, `input_hash`, `tx_hash`, `outcome`
-//!   (`unanimous` | `majority` | `no_quorum` | empty while open), `round`,
-//!   `commit_deadline`, `reveal_deadline`, `finalized_height`, `refund`, `failure`,
-//!   `result` (null or `values` (count), `first_values`, `text`), `agreed` (operator
-//!   addresses), `assignments` (`worker`, `round`, `committed`, `revealed`,
-//!   `proof_verified`, `attestation_kind`, `verdict`, `reward`, `slashed`), and
-//!   `verification`: `proof_verified`, `prover`, `proof_height`, `proof_hash`,
-//!   `output` (null or `{argmax}` / `{logits}` / `{commitment}`), `input_commitment`,
+//!   first; `GET /api/jobs/{id}`: one job, 404 if there is none. A job is the wire view
+//!   of a `Job` (`status` `JOB_STATUS_PENDING` ... `JOB_STATUS_FAILED`, `assignments`,
+//!   `result`, `output`, ...) without `input`, plus `input_bytes`, `agreed` (operator
+//!   addresses whose results agreed) and `verification`: `proof_verified`, `prover`,
+//!   `proof_height`, `proof_hash`, `output` (as in the job), `input_commitment`,
 //!   `prover_attestation` (the prover's attestation as in workers, or null).
+//!
+//! The wire views follow the `.proto` files: a field renamed there is renamed here.
+//! Other fields are only ever added.
 
 use axum::{
     http::StatusCode,
@@ -47,11 +41,14 @@ use axum::{
 use prost::Message;
 use serde_json::{Value, json};
 use vichain_consensus::{
-    Address, REPUTATION_ONE, StateReadExt, Storage, attestation_is_current,
+    Address, StateReadExt, Storage, attestation_is_current,
     metrics::{BlockRecord, RecentBlocks},
     state_key,
 };
-use vichain_proto::v1 as pb;
+use vichain_proto::{
+    json::{address_string, view},
+    v1 as pb,
+};
 
 use crate::dev::DevChain;
 
@@ -140,12 +137,6 @@ pub fn parse_job_id(s: &str) -> Result<u64> {
         .ok_or_else(|| ApiError::bad_request(format!("job id {s} is out of range")))
 }
 
-fn address(bytes: &[u8]) -> String {
-    Address::from_bytes(bytes)
-        .map(|a| a.to_string())
-        .unwrap_or_default()
-}
-
 fn committed_height(store: &Storage) -> Result<u64> {
     Ok(match store.committed()? {
         Some(c) if c.height + 1 != c.initial_height => c.height,
@@ -212,32 +203,22 @@ pub(super) fn blocks(recent: &RecentBlocks, limit: usize) -> Value {
     json!({ "blocks": blocks })
 }
 
+/// An attestation in the wire view, plus `current`: whether it still counts at block
+/// `height` and block time `time_ns`.
 fn attestation_json(a: &pb::Attestation, height: u64, time_ns: i64) -> Value {
-    json!({
-        "kind": a.kind,
-        "simulated": a.simulated,
-        "tcb_status": a.tcb_status,
-        "debug": a.debug,
-        "measurement": hex::encode(&a.measurement),
-        "valid_until": a.valid_until,
-        "attested_height": a.attested_height,
-        "expiry_height": a.expiry_height,
-        "current": attestation_is_current(a, height, time_ns),
-    })
+    let mut v = view(a);
+    v["current"] = attestation_is_current(a, height, time_ns).into();
+    v
 }
 
-/// A worker as the API shows it, at block `height` and block time `time_ns`.
+/// A worker as the API shows it (the wire view; its attestation with `current`), at
+/// block `height` and block time `time_ns`.
 pub fn worker_json(w: &pb::Worker, height: u64, time_ns: i64) -> Value {
-    json!({
-        "operator": address(&w.operator),
-        "peer_id": w.peer_id,
-        "stake": w.stake,
-        "reputation": w.reputation as f64 / REPUTATION_ONE as f64,
-        "serves": w.serves.iter().map(|s| json!({"model_id": s.model_id, "shard_index": s.shard_index})).collect::<Vec<_>>(),
-        "registered_height": w.registered_height,
-        "last_seen_height": w.last_seen_height,
-        "attestation": w.attestation.as_ref().map(|a| attestation_json(a, height, time_ns)),
-    })
+    let mut v = view(w);
+    if let Some(a) = &w.attestation {
+        v["attestation"] = attestation_json(a, height, time_ns);
+    }
+    v
 }
 
 pub(super) fn workers(store: &Storage, limit: usize) -> Result<Value> {
@@ -256,83 +237,37 @@ pub(super) fn workers(store: &Storage, limit: usize) -> Result<Value> {
     Ok(json!({ "height": committed_height(store)?, "workers": workers }))
 }
 
-fn privacy_name(privacy: i32) -> &'static str {
-    match pb::PrivacyMode::try_from(privacy) {
-        Ok(pb::PrivacyMode::Public) => "public",
-        Ok(pb::PrivacyMode::Split) => "split",
-        Ok(pb::PrivacyMode::Sealed) => "sealed",
-        _ => "unspecified",
-    }
-}
-
-fn output_json(o: Option<&pb::InferenceOutput>) -> Value {
-    use pb::inference_output::Value as V;
-    match o.and_then(|o| o.value.as_ref()) {
-        Some(V::Argmax(i)) => json!({ "argmax": i }),
-        Some(V::Logits(l)) => json!({ "logits": l.values }),
-        Some(V::Commitment(c)) => json!({ "commitment": hex::encode(c) }),
-        None => Value::Null,
-    }
-}
-
-/// A job as the API shows it; `prover` is the prover's worker record, if any.
+/// A job as the API shows it: the wire view without `input` (its length is
+/// `input_bytes`; `vichain query job` shows the input), plus `agreed` (the operators
+/// whose results agreed) and `verification` (what was proven, and by whom);
+/// `prover` is the prover's worker record, if any.
 pub fn job_json(j: &pb::Job, prover: Option<&pb::Worker>, height: u64, time_ns: i64) -> Value {
-    json!({
-        "id": j.id,
-        "model_id": j.model_id,
-        "status": vichain_consensus::status_name(j.status),
-        "client": address(&j.client),
-        "k": j.k,
-        "escrow": j.escrow,
-        "privacy": privacy_name(j.privacy),
-        "submitted_height": j.submitted_height,
-        "submitted_time_ns": j.submitted_time_ns,
-        "input_bytes": j.input.len(),
-        "input_hash": hex::encode(&j.input_hash),
-        "tx_hash": hex::encode_upper(&j.tx_hash),
-        "outcome": j.outcome,
-        "round": j.round,
-        "commit_deadline": j.commit_deadline,
-        "reveal_deadline": j.reveal_deadline,
-        "finalized_height": j.finalized_height,
-        "refund": j.refund,
-        "failure": j.failure,
-        "result": j.result.as_ref().map(|r| json!({
-            "values": r.values.len(),
-            "first_values": r.values.iter().take(8).collect::<Vec<_>>(),
-            "text": r.text,
-        })),
-        "agreed": j
-            .assignments
-            .iter()
-            .filter(|a| a.verdict == pb::Verdict::Agreed as i32)
-            .map(|a| address(&a.operator))
-            .collect::<Vec<_>>(),
-        "assignments": j.assignments.iter().map(|a| json!({
-            "worker": address(&a.operator),
-            "round": a.round,
-            "committed": !a.commitment.is_empty(),
-            "revealed": a.revealed,
-            "proof_verified": a.proof_verified,
-            "attestation_kind": a.attestation_kind,
-            "verdict": pb::Verdict::try_from(a.verdict).map(|v| v.as_str_name()).unwrap_or("UNKNOWN"),
-            "reward": a.reward,
-            "slashed": a.slashed,
-        })).collect::<Vec<_>>(),
-        "verification": {
-            // A proof stored by SubmitProof, or one that came with an agreeing reveal.
-            "proof_verified": j.proof_verified
-                || j.assignments.iter().any(|a| a.proof_verified && a.verdict == pb::Verdict::Agreed as i32),
-            "prover": address(&j.prover),
-            "proof_height": j.proof_height,
-            "proof_hash": hex::encode(&j.proof_hash),
-            "output": output_json(j.output.as_ref()),
-            "input_commitment": hex::encode(&j.input_commitment),
-            "prover_attestation": prover
-                .and_then(|w| w.attestation.as_ref())
-                .map(|a| attestation_json(a, height, time_ns)),
-        },
-    })
+    let mut v = view(j);
+    if let Some(o) = v.as_object_mut() {
+        o.remove("input");
+    }
+    v["input_bytes"] = j.input.len().into();
+    v["agreed"] = j
+        .assignments
+        .iter()
+        .filter(|a| a.verdict == pb::Verdict::Agreed as i32)
+        .map(|a| address_string(&a.operator))
+        .collect::<Vec<_>>()
+        .into();
+    v["verification"] = json!({
+        // A proof stored by SubmitProof, or one that came with an agreeing reveal.
+        "proof_verified": j.proof_verified
+            || j.assignments.iter().any(|a| a.proof_verified && a.verdict == pb::Verdict::Agreed as i32),
+        "prover": address_string(&j.prover),
+        "proof_height": j.proof_height,
+        "proof_hash": hex::encode(&j.proof_hash),
+        "output": j.output.as_ref().map(view),
+        "input_commitment": hex::encode(&j.input_commitment),
+        "prover_attestation": prover
+            .and_then(|w| w.attestation.as_ref())
+            .map(|a| attestation_json(a, height, time_ns)),
+    });
+    v
 }
 
 fn job_with_prover(store: &Storage, j: &pb::Job, height: u64, time_ns: i64) -> Result<Value> {
@@ -406,10 +341,11 @@ mod tests {
             ..Default::default()
         };
         let v = job_json(&job, None, 10, 0);
-        assert_eq!(v["status"], "pending");
+        assert_eq!(v["status"], "JOB_STATUS_PENDING");
         assert_eq!(v["k"], 2);
         assert_eq!(v["verification"]["proof_verified"], true);
-        assert_eq!(v["verification"]["output"]["argmax"], 7);
+        assert_eq!(v["verification"]["output"], v["output"]);
+        assert_eq!(v["output"]["value"]["argmax"], 7);
         assert_eq!(v["verification"]["prover_attestation"], Value::Null);
     }
 }

@@ -6,6 +6,10 @@ const POLL_MS = 1000;
 const $ = (id) => document.getElementById(id);
 const state = { blocks: [], status: null, failures: 0 };
 
+// The API serves wire views: reputation in millionths, statuses by proto name.
+const REPUTATION_ONE = 1e6;
+const jobStatus = (s) => String(s || "").replace(/^JOB_STATUS_/, "").toLowerCase();
+
 async function getJson(path) {
   const r = await fetch(path, { cache: "no-store" });
   const body = await r.json().catch(() => ({}));
@@ -179,7 +183,7 @@ function renderWorkers(workers) {
     el("td", { class: "mono", title: w.operator }, short(w.operator, 8)),
     el("td", { class: "wrap" }, w.serves.map((s) => `${s.model_id}:${s.shard_index}`).join(", ")),
     el("td", {}, w.stake),
-    el("td", {}, w.reputation.toFixed(3)),
+    el("td", {}, (w.reputation / REPUTATION_ONE).toFixed(3)),
     el("td", { class: "attestation" }, attestationCell(w.attestation)),
     el("td", {}, w.attestation ? w.attestation.expiry_height : "-"),
     el("td", {}, w.registered_height),
@@ -190,10 +194,10 @@ function renderWorkers(workers) {
 function renderJobs(jobs) {
   fillTable("jobs", "jobs-empty", jobs.map((j) => {
     const v = j.verification;
-    return el("tr", { "data-job-id": j.id, "data-status": j.status },
+    return el("tr", { "data-job-id": j.id, "data-status": jobStatus(j.status) },
       el("td", {}, el("a", { href: `#/jobs/${j.id}` }, j.id)),
       el("td", {}, j.model_id),
-      el("td", { class: "status" }, j.status),
+      el("td", { class: "status" }, jobStatus(j.status)),
       el("td", {}, j.submitted_height),
       el("td", {}, j.k),
       el("td", { class: "proof" }, v.proof_verified ? el("span", { class: "tag ok" }, "verified") : el("span", { class: "muted" }, "none")),
@@ -241,7 +245,7 @@ async function renderDetail(id) {
   const dl = $("job-fields");
   try {
     const job = await getJson(`/api/jobs/${encodeURIComponent(id)}`);
-    dl.setAttribute("data-status", job.status);
+    dl.setAttribute("data-status", jobStatus(job.status));
     dl.replaceChildren(...flatten(job).flatMap(([k, v]) => [el("dt", {}, k), el("dd", { "data-field": k }, v)]));
   } catch (e) {
     dl.removeAttribute("data-status");
