@@ -42,7 +42,8 @@ async fn start_node(home: Home, config: vichain_config::NodeConfig) -> Result<()
     // Snapshots for nodes joining by state sync, every `snapshot_interval` blocks; a
     // node restores one offered to it either way.
     let snapshots = home.root.join("data").join("snapshots");
-    let app = App::new(store.clone()).with_snapshots(
+    let (app, commits) = grpc::announce_commits(App::new(store.clone()))?;
+    let app = app.with_snapshots(
         SnapshotStore::new(snapshots.clone(), config.state_sync.clone())
             .with_context(|| format!("opening {}", snapshots.display()))?,
     );
@@ -79,7 +80,7 @@ async fn start_node(home: Home, config: vichain_config::NodeConfig) -> Result<()
     let server = NodeServer::new(store, TxSink::Comet(rpc));
     tasks.spawn_critical(
         "grpc",
-        grpc::serve(config.grpc.listen, server, tasks.shutdown()),
+        grpc::serve(config.grpc.listen, server, commits, tasks.shutdown()),
     );
     info!(home = %home.root.display(), abci = %addr, grpc = %config.grpc.listen, metrics = %config.metrics.listen, cometbft_rpc = %config.cometbft.rpc, "vichaind started; waiting for CometBFT");
     tasks.run().await
@@ -119,7 +120,7 @@ pub(crate) async fn dev(
         .map(|k| hex::decode(home::cometbft_address(&k)).unwrap_or_default())
         .unwrap_or_default();
     let store = open_store(&home)?;
-    let app = App::new(store.clone());
+    let (app, commits) = grpc::announce_commits(App::new(store.clone()))?;
     let recent = app.recent_blocks();
     let app = Arc::new(Mutex::new(app));
     let chain = Arc::new(DevChain::new(
@@ -143,7 +144,7 @@ pub(crate) async fn dev(
     let server = NodeServer::new(store.clone(), TxSink::Dev(chain.clone()));
     tasks.spawn_critical(
         "grpc",
-        grpc::serve(config.grpc.listen, server, tasks.shutdown()),
+        grpc::serve(config.grpc.listen, server, commits, tasks.shutdown()),
     );
     tasks.spawn_critical("block-producer", chain.clone().run(tasks.shutdown()));
     #[cfg(not(feature = "worker"))]

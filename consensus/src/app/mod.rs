@@ -52,6 +52,18 @@ pub struct App {
     restore: Option<Restore>,
     /// Summaries of the blocks this App committed, for the node's dashboard.
     recent: Arc<metrics::RecentBlocks>,
+    /// Told the height of every commit (see [`App::on_commit`]).
+    on_commit: Option<CommitHook>,
+}
+
+/// A callback the node gives the App to hear of each commit; the ledger itself stays
+/// free of any async runtime.
+struct CommitHook(Box<dyn Fn(u64) + Send + Sync>);
+
+impl std::fmt::Debug for CommitHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CommitHook")
+    }
 }
 
 /// Result of running one transaction.
@@ -90,12 +102,29 @@ impl App {
             snapshots: None,
             restore: None,
             recent: Arc::default(),
+            on_commit: None,
         }
     }
 
     /// The summaries of the blocks this App commits, shared with whoever shows them.
     pub fn recent_blocks(&self) -> Arc<metrics::RecentBlocks> {
         self.recent.clone()
+    }
+
+    /// Calls `hook` with the height of every block this App commits, and of a
+    /// state-sync snapshot it restores, once that state is readable from the store:
+    /// how the node wakes what follows the chain (gRPC watch streams) without polling.
+    /// The hook runs while the App is locked, so it should only signal.
+    pub fn on_commit(mut self, hook: impl Fn(u64) + Send + Sync + 'static) -> Self {
+        self.on_commit = Some(CommitHook(Box::new(hook)));
+        self
+    }
+
+    /// Tells the commit hook, if any, that `height` is committed.
+    fn committed(&self, height: u64) {
+        if let Some(CommitHook(hook)) = &self.on_commit {
+            hook(height);
+        }
     }
 
     /// Takes state-sync snapshots into `snapshots` (as its config says) and serves
@@ -495,6 +524,7 @@ impl App {
         let record = self.recent.committed(height);
         metrics::block_committed(height, started, record.as_ref());
         debug!(height, "Commit");
+        self.committed(height);
         if let Some(snapshots) = self.snapshots.as_ref().filter(|s| s.is_due(height)) {
             // The view is opened before Commit returns, so it is of exactly this
             // height whatever commits while the snapshot is written.

@@ -168,6 +168,7 @@ impl App {
         }
         self.store.commit_restore(pending)?;
         self.check_changes.clear();
+        self.committed(m.height);
         info!(
             height = m.height,
             entries,

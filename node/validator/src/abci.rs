@@ -6,20 +6,26 @@
 //! task unwraps every error (a malformed frame panics the task) and its decoder has
 //! no size bound. Here a frame is bounded before it is read, any decoding error
 //! closes only that connection with a logged reason, and requests on a connection
-//! are answered strictly in order, as CometBFT expects.
+//! are answered strictly in order, as CometBFT expects. The framing is a
+//! tokio-util codec ([`AbciCodec`]) over prost's length-delimiter functions.
 
 use std::{
     path::PathBuf,
     sync::{Arc, Mutex},
 };
 
+use bytes::{Buf, BytesMut};
+use futures::{SinkExt, StreamExt};
 use prost013::Message;
 use tendermint_proto::v0_38::abci::{self as abci, request, response};
 use tokio::{
-    io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter},
+    io::{AsyncRead, AsyncWrite},
     net::{TcpListener, UnixListener},
 };
-use tokio_util::sync::CancellationToken;
+use tokio_util::{
+    codec::{Decoder, Encoder, FramedRead, FramedWrite},
+    sync::CancellationToken,
+};
 use tracing::{debug, error, info, warn};
 
 use vichain_consensus::App;
@@ -75,6 +81,8 @@ pub enum ConnError {
     FrameTooLarge { len: u64, max: u64 },
     #[error("malformed request: {0}")]
     Decode(#[from] prost013::DecodeError),
+    #[error("encoding a response: {0}")]
+    Encode(#[from] prost013::EncodeError),
     #[error("application failed: {0}")]
     App(String),
 }
@@ -147,17 +155,16 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let mut reader = BufReader::new(read);
-    let mut writer = BufWriter::new(write);
+    let mut requests = FramedRead::new(read, AbciCodec::new(max_frame_bytes));
+    let mut responses = FramedWrite::new(write, AbciCodec::new(max_frame_bytes));
     loop {
-        let frame = tokio::select! {
+        let req = tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
-            f = read_frame(&mut reader, max_frame_bytes) => f?,
+            r = requests.next() => r,
         };
-        let Some(frame) = frame else {
+        let Some(req) = req.transpose()? else {
             return Ok(());
         };
-        let req = abci::Request::decode(frame.as_slice())?;
         let is_flush = matches!(req.value, Some(request::Value::Flush(_)));
         let resp = if is_flush {
             abci::Response {
@@ -189,46 +196,152 @@ where
                 }
             })
         };
-        write_frame(&mut writer, &resp).await?;
+        responses.feed(resp).await?;
         // CometBFT sends Flush when it waits for answers; other clients (such as
         // tendermint-rs's) wait without one. Flushing whenever no further request
         // is already buffered serves both and still batches pipelined requests.
-        if is_flush || reader.buffer().is_empty() {
-            writer.flush().await?;
+        if is_flush || requests.read_buffer().is_empty() {
+            responses.flush().await?;
         }
     }
 }
 
-/// Reads one uvarint-length-prefixed frame; `None` at a clean EOF.
-pub async fn read_frame<R: AsyncRead + Unpin>(
-    reader: &mut R,
-    max: u64,
-) -> Result<Option<Vec<u8>>, ConnError> {
-    let mut len: u64 = 0;
-    for i in 0..10 {
-        let byte = match reader.read_u8().await {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && i == 0 => return Ok(None),
-            Err(e) => return Err(e.into()),
+/// CometBFT's socket framing: each message is prefixed by its length as a protobuf
+/// uvarint. Decodes [`abci::Request`]s, refusing a frame longer than the bound as
+/// soon as its prefix is read (before buffering its body); encodes [`abci::Response`]s.
+#[derive(Debug, Clone, Copy)]
+pub struct AbciCodec {
+    max_frame_bytes: u64,
+}
+
+impl AbciCodec {
+    /// The longest length prefix: a uvarint of a u64.
+    const MAX_PREFIX: usize = 10;
+
+    pub fn new(max_frame_bytes: u64) -> Self {
+        Self { max_frame_bytes }
+    }
+}
+
+impl Decoder for AbciCodec {
+    type Item = abci::Request;
+    type Error = ConnError;
+
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<abci::Request>, ConnError> {
+        let mut rest = &src[..];
+        let len = match prost013::decode_length_delimiter(&mut rest) {
+            Ok(len) => len,
+            // Fewer bytes than the longest prefix: the rest of it is still to come.
+            Err(_) if src.len() < Self::MAX_PREFIX => return Ok(None),
+            Err(_) => return Err(ConnError::BadLength),
         };
-        len |= u64::from(byte & 0x7f) << (7 * i);
-        if byte & 0x80 == 0 {
-            if len > max {
-                return Err(ConnError::FrameTooLarge { len, max });
-            }
-            let mut buf = vec![0u8; len as usize];
-            reader.read_exact(&mut buf).await?;
-            return Ok(Some(buf));
+        if len as u64 > self.max_frame_bytes {
+            return Err(ConnError::FrameTooLarge {
+                len: len as u64,
+                max: self.max_frame_bytes,
+            });
         }
+        // The prefix as sent, which may be longer than the shortest encoding.
+        let prefix = src.len() - rest.len();
+        if rest.len() < len {
+            src.reserve(len - rest.len());
+            return Ok(None);
+        }
+        src.advance(prefix);
+        let body = src.split_to(len).freeze();
+        Ok(Some(abci::Request::decode(body)?))
     }
-    Err(ConnError::BadLength)
 }
 
-/// Writes one length-prefixed message (not flushed).
-pub async fn write_frame<W: AsyncWrite + Unpin, M: Message>(
-    writer: &mut W,
-    msg: &M,
-) -> std::io::Result<()> {
-    let buf = msg.encode_length_delimited_to_vec();
-    writer.write_all(&buf).await
+impl Encoder<abci::Response> for AbciCodec {
+    type Error = ConnError;
+
+    fn encode(&mut self, msg: abci::Response, dst: &mut BytesMut) -> Result<(), ConnError> {
+        let len = msg.encoded_len();
+        dst.reserve(prost013::length_delimiter_len(len) + len);
+        prost013::encode_length_delimiter(len, dst)?;
+        msg.encode(dst)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn echo(message: &str) -> abci::Request {
+        abci::Request {
+            value: Some(request::Value::Echo(abci::RequestEcho {
+                message: message.into(),
+            })),
+        }
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Option<abci::Request>, ConnError> {
+        AbciCodec::new(1 << 20).decode(&mut BytesMut::from(bytes))
+    }
+
+    #[test]
+    fn frames_are_decoded_as_their_bytes_arrive() {
+        let mut wire = echo("one").encode_length_delimited_to_vec();
+        wire.extend(echo("two").encode_length_delimited_to_vec());
+        let mut codec = AbciCodec::new(1 << 20);
+        let mut buf = BytesMut::new();
+        let mut got = Vec::new();
+        for byte in wire {
+            buf.extend_from_slice(&[byte]);
+            if let Some(req) = codec.decode(&mut buf).unwrap() {
+                got.push(req);
+            }
+        }
+        assert_eq!(got, vec![echo("one"), echo("two")]);
+        assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn a_prefix_longer_than_needed_is_read_as_sent() {
+        let body = echo("padded").encode_to_vec();
+        let len = u8::try_from(body.len()).unwrap();
+        assert!(len < 0x80);
+        // The same length in two bytes: a continuation bit, then zero.
+        let mut wire = vec![len | 0x80, 0x00];
+        wire.extend(&body);
+        assert_eq!(decode(&wire).unwrap(), Some(echo("padded")));
+    }
+
+    #[test]
+    fn an_over_long_or_overflowing_prefix_is_refused() {
+        // Eleven continuation bytes: no uvarint is that long.
+        assert!(matches!(decode(&[0xff; 11]), Err(ConnError::BadLength)));
+        // Ten bytes whose value does not fit in a u64.
+        let mut overflow = [0xff; 10];
+        overflow[9] = 0x02;
+        assert!(matches!(decode(&overflow), Err(ConnError::BadLength)));
+        // Nine continuation bytes may still be the start of a valid prefix.
+        assert!(matches!(decode(&[0xff; 9]), Ok(None)));
+    }
+
+    #[test]
+    fn a_frame_over_the_bound_is_refused_before_its_body_arrives() {
+        // 2^40 bytes announced, none sent.
+        let err = decode(&[0x80, 0x80, 0x80, 0x80, 0x80, 0x20]).unwrap_err();
+        assert!(
+            matches!(err, ConnError::FrameTooLarge { len, max } if len == 1 << 40 && max == 1 << 20),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn responses_are_length_prefixed() {
+        let resp = abci::Response {
+            value: Some(response::Value::Echo(abci::ResponseEcho {
+                message: "hi".into(),
+            })),
+        };
+        let mut buf = BytesMut::new();
+        AbciCodec::new(1 << 20)
+            .encode(resp.clone(), &mut buf)
+            .unwrap();
+        assert_eq!(&buf[..], resp.encode_length_delimited_to_vec().as_slice());
+    }
 }

@@ -7,7 +7,9 @@ use std::{net::SocketAddr, sync::Arc};
 use prost::Message;
 use tonic::{Request, Response, Status};
 use tracing::info;
-use vichain_consensus::{Address, CODESPACE, QueryTarget, StateReadExt, Storage, query, state_key};
+use vichain_consensus::{
+    Address, App, CODESPACE, QueryTarget, StateReadExt, Storage, query, state_key,
+};
 use vichain_proto::v1::{self as pb, node_service_server::NodeService, query_request::Target};
 
 use crate::{comet::CometRpc, dev::DevChain, tasks::Shutdown};
@@ -221,8 +223,28 @@ impl NodeService for NodeServer {
     }
 }
 
-/// Serves NodeService (and reflection) on `addr` until shutdown.
-pub async fn serve(addr: SocketAddr, server: NodeServer, shutdown: Shutdown) -> anyhow::Result<()> {
+/// `app`, announcing the height of each block it commits on the returned channel,
+/// which [`serve`] takes: the gRPC streams wake at each commit instead of polling.
+pub fn announce_commits(
+    app: App,
+) -> vichain_consensus::Result<(App, tokio::sync::watch::Receiver<u64>)> {
+    let height = app.store().committed()?.map_or(0, |c| c.height);
+    let (commits, followers) = tokio::sync::watch::channel(height);
+    let app = app.on_commit(move |height| {
+        commits.send_replace(height);
+    });
+    Ok((app, followers))
+}
+
+/// Serves NodeService, JobService (and reflection) on `addr` until shutdown.
+/// `commits` carries the height of each block the ledger commits (see
+/// [`crate::job_service::JobServer::new`]).
+pub async fn serve(
+    addr: SocketAddr,
+    server: NodeServer,
+    commits: tokio::sync::watch::Receiver<u64>,
+    shutdown: Shutdown,
+) -> anyhow::Result<()> {
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(vichain_proto::FILE_DESCRIPTOR_SET)
         .build_v1()?;
@@ -230,7 +252,12 @@ pub async fn serve(addr: SocketAddr, server: NodeServer, shutdown: Shutdown) -> 
         .await
         .map_err(|e| anyhow::anyhow!("binding gRPC on {addr}: {e}"))?;
     info!(%addr, "gRPC server listening");
-    let jobs = crate::job_service::JobServer::new(server.clone(), server.store.clone());
+    let jobs = crate::job_service::JobServer::new(
+        server.clone(),
+        server.store.clone(),
+        commits,
+        shutdown.clone(),
+    );
     tonic::transport::Server::builder()
         .add_service(reflection)
         .add_service(

@@ -1,11 +1,17 @@
 //! The `JobService` gRPC server: clients submit jobs and follow them to a verified
 //! result; workers list the open jobs assigned to them. Rejections are gRPC status
 //! codes whose message is the ledger's reason.
+//!
+//! Nothing here polls: SubmitJob, WatchJob and WatchAssignments wait on a watch
+//! channel of the last committed height, which the ledger's commit hook
+//! ([`vichain_consensus::App::on_commit`]) updates, and look at the committed state
+//! again after each commit.
 
 use std::{pin::Pin, sync::Arc, time::Duration};
 
 use futures::Stream;
 use prost::Message;
+use tokio::sync::{mpsc, watch};
 use tonic::{Request, Response, Status};
 use vichain_consensus::{
     Address, QueryTarget, SignedTx, StateReadExt, Storage, TxError, query, state_key,
@@ -17,10 +23,9 @@ use vichain_proto::v1::{
 use crate::{
     dev::{CODE_DUPLICATE, CODE_MEMPOOL_FULL},
     grpc::{MAX_BROADCAST_BYTES, NodeServer},
+    tasks::Shutdown,
 };
 
-/// How often WatchJob and SubmitJob look at the committed state.
-const POLL: Duration = Duration::from_millis(100);
 /// Longest SubmitJob wait.
 const MAX_WAIT: Duration = Duration::from_secs(30);
 const DEFAULT_WAIT: Duration = Duration::from_secs(10);
@@ -31,11 +36,49 @@ pub const MAX_LIST_JOBS: usize = 1000;
 pub struct JobServer {
     node: NodeServer,
     store: Arc<Storage>,
+    /// The height of the last block committed, updated at each commit.
+    commits: watch::Receiver<u64>,
+    /// Ends the streams when the node stops.
+    shutdown: Shutdown,
 }
 
 impl JobServer {
-    pub fn new(node: NodeServer, store: Arc<Storage>) -> Self {
-        Self { node, store }
+    /// `commits` must be updated after every commit of the ledger that writes `store`
+    /// (the sending half goes to [`vichain_consensus::App::on_commit`]).
+    pub fn new(
+        node: NodeServer,
+        store: Arc<Storage>,
+        commits: watch::Receiver<u64>,
+        shutdown: Shutdown,
+    ) -> Self {
+        Self {
+            node,
+            store,
+            commits,
+            shutdown,
+        }
+    }
+
+    /// A receiver of the commits to come: take it before reading the state, so that
+    /// a commit between the read and the wait is not missed.
+    fn follow(&self) -> watch::Receiver<u64> {
+        let mut commits = self.commits.clone();
+        commits.mark_unchanged();
+        commits
+    }
+
+    /// Waits for the next commit. `false` when the stream feeding `out` should end
+    /// instead: its client went away, the node is stopping, or the ledger is gone.
+    async fn next_commit<T>(
+        &self,
+        commits: &mut watch::Receiver<u64>,
+        out: &mpsc::Sender<T>,
+    ) -> bool {
+        tokio::select! {
+            changed = commits.changed() => changed.is_ok(),
+            () = out.closed() => false,
+            () = self.shutdown.wait() => false,
+        }
     }
 
     fn job(&self, id: u64) -> Result<Option<pb::Job>, Status> {
@@ -179,6 +222,7 @@ impl JobService for JobServer {
         }
         let key = state_key::job_by_tx(&r.tx_hash);
         let deadline = tokio::time::Instant::now() + wait;
+        let mut commits = self.follow();
         loop {
             if let Some(id) = self
                 .store
@@ -196,14 +240,19 @@ impl JobService for JobServer {
                     height: self.height()?,
                 }));
             }
-            if tokio::time::Instant::now() >= deadline {
-                return Err(Status::deadline_exceeded(format!(
-                    "transaction {} accepted but not in a block after {} ms (it may still be included)",
-                    hex::encode(&r.tx_hash),
-                    wait.as_millis()
-                )));
+            let stopping = || Status::unavailable("the node is shutting down");
+            tokio::select! {
+                biased;
+                changed = commits.changed() => changed.map_err(|_| stopping())?,
+                () = self.shutdown.wait() => return Err(stopping()),
+                () = tokio::time::sleep_until(deadline) => {
+                    return Err(Status::deadline_exceeded(format!(
+                        "transaction {} accepted but not in a block after {} ms (it may still be included)",
+                        hex::encode(&r.tx_hash),
+                        wait.as_millis()
+                    )));
+                }
             }
-            tokio::time::sleep(POLL).await;
         }
     }
 
@@ -243,10 +292,11 @@ impl JobService for JobServer {
         req: Request<pb::WatchJobRequest>,
     ) -> Result<Response<Self::WatchJobStream>, Status> {
         let id = req.into_inner().job_id;
+        let mut commits = self.follow();
         let Some(first) = self.job(id)? else {
             return Err(Status::not_found(format!("job {id} does not exist")));
         };
-        let (tx, rx) = tokio::sync::mpsc::channel(16);
+        let (tx, rx) = mpsc::channel(16);
         let this = self.clone();
         tokio::spawn(async move {
             let mut last: Option<pb::Job> = None;
@@ -264,7 +314,9 @@ impl JobService for JobServer {
                     }
                     last = Some(job.clone());
                 }
-                tokio::time::sleep(POLL).await;
+                if !this.next_commit(&mut commits, &tx).await {
+                    return;
+                }
                 job = match this.job(id) {
                     Ok(Some(j)) => j,
                     Ok(None) => return,
@@ -290,7 +342,8 @@ impl JobService for JobServer {
         let req = req.into_inner();
         // Validate once, up front.
         self.open_jobs(&req)?;
-        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        let mut commits = self.follow();
+        let (tx, rx) = mpsc::channel(4);
         let this = self.clone();
         tokio::spawn(async move {
             let mut last_height = None;
@@ -304,7 +357,9 @@ impl JobService for JobServer {
                     }
                     last_height = Some(height);
                 }
-                tokio::time::sleep(POLL).await;
+                if !this.next_commit(&mut commits, &tx).await {
+                    return;
+                }
             }
         });
         Ok(Response::new(Box::pin(

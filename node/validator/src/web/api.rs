@@ -35,10 +35,12 @@
 //! Other fields are only ever added.
 
 use axum::{
-    http::StatusCode,
+    extract::{FromRequestParts, Path, Query, path::ErrorKind, rejection::PathRejection},
+    http::{StatusCode, request::Parts},
     response::{IntoResponse, Response},
 };
 use prost::Message;
+use serde::Deserialize;
 use serde_json::{Value, json};
 use vichain_consensus::{
     Address, StateReadExt, Storage, attestation_is_current,
@@ -101,40 +103,79 @@ impl From<prost::DecodeError> for ApiError {
 
 type Result<T> = std::result::Result<T, ApiError>;
 
-/// The `limit` parameter of a query string: `default` when absent, else an
-/// integer in 1..=`max`.
-pub fn parse_limit(query: Option<&str>, default: usize, max: usize) -> Result<usize> {
-    let Some(q) = query.filter(|q| !q.is_empty()) else {
-        return Ok(default);
-    };
-    if q.len() > MAX_QUERY {
-        return Err(ApiError::bad_request(format!(
-            "query string longer than {MAX_QUERY} bytes"
-        )));
-    }
-    let Some(v) = q.split('&').find_map(|p| p.strip_prefix("limit=")) else {
-        return Ok(default);
-    };
-    match v.parse::<usize>() {
-        Ok(n) if (1..=max).contains(&n) => Ok(n),
-        _ => Err(ApiError::bad_request(format!(
-            "limit must be an integer from 1 to {max}, got {v:?}"
-        ))),
+/// The `limit` query parameter of a listing: `DEFAULT` when absent, else an integer
+/// in 1..=`MAX`. Other parameters are ignored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limit<const DEFAULT: usize, const MAX: usize>(pub usize);
+
+/// The query parameters the listings read; the value is kept as text so that a bad
+/// one is reported as sent.
+#[derive(Debug, Deserialize)]
+struct ListParams {
+    limit: Option<String>,
+}
+
+impl<S: Send + Sync, const DEFAULT: usize, const MAX: usize> FromRequestParts<S>
+    for Limit<DEFAULT, MAX>
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self> {
+        if parts.uri.query().is_some_and(|q| q.len() > MAX_QUERY) {
+            return Err(ApiError::bad_request(format!(
+                "query string longer than {MAX_QUERY} bytes"
+            )));
+        }
+        let Query(params) = Query::<ListParams>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| ApiError::bad_request(e.body_text()))?;
+        let Some(v) = params.limit else {
+            return Ok(Self(DEFAULT));
+        };
+        match v.parse::<usize>() {
+            Ok(n) if (1..=MAX).contains(&n) => Ok(Self(n)),
+            _ => Err(ApiError::bad_request(format!(
+                "limit must be an integer from 1 to {MAX}, got {v:?}"
+            ))),
+        }
     }
 }
 
-/// A job id in a path: a positive decimal integer.
-pub fn parse_job_id(s: &str) -> Result<u64> {
-    if s.is_empty() || s.len() > 20 || !s.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(ApiError::bad_request(format!(
-            "job id must be a positive integer, got {:?}",
-            s.chars().take(32).collect::<String>()
-        )));
+/// The id in `/api/jobs/{id}`: a positive integer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JobId(pub u64);
+
+impl<S: Send + Sync> FromRequestParts<S> for JobId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self> {
+        match Path::<u64>::from_request_parts(parts, state).await {
+            Ok(Path(0)) => Err(ApiError::bad_request("job id 0 is out of range")),
+            Ok(Path(id)) => Ok(Self(id)),
+            Err(PathRejection::FailedToDeserializePathParams(e)) => match e.into_kind() {
+                ErrorKind::ParseErrorAtKey { value, .. }
+                | ErrorKind::ParseErrorAtIndex { value, .. }
+                | ErrorKind::ParseError { value, .. } => Err(bad_job_id(&value)),
+                kind => Err(ApiError::bad_request(format!("job id: {kind}"))),
+            },
+            Err(e) => Err(ApiError {
+                status: e.status(),
+                message: e.body_text(),
+            }),
+        }
     }
-    s.parse::<u64>()
-        .ok()
-        .filter(|id| *id > 0)
-        .ok_or_else(|| ApiError::bad_request(format!("job id {s} is out of range")))
+}
+
+/// Why `value` is not a job id: digits that overflow a u64, or not a number at all.
+fn bad_job_id(value: &str) -> ApiError {
+    if !value.is_empty() && value.len() <= 20 && value.bytes().all(|b| b.is_ascii_digit()) {
+        ApiError::bad_request(format!("job id {value} is out of range"))
+    } else {
+        ApiError::bad_request(format!(
+            "job id must be a positive integer, got {:?}",
+            value.chars().take(32).collect::<String>()
+        ))
+    }
 }
 
 fn committed_height(store: &Storage) -> Result<u64> {
@@ -310,22 +351,6 @@ pub(super) fn job(store: &Storage, id: u64) -> Result<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn limits_are_bounded_and_ids_validated() {
-        assert_eq!(parse_limit(None, 50, 200).unwrap(), 50);
-        assert_eq!(parse_limit(Some(""), 50, 200).unwrap(), 50);
-        assert_eq!(parse_limit(Some("x=1&limit=7"), 50, 200).unwrap(), 7);
-        for bad in ["limit=0", "limit=201", "limit=-1", "limit=abc", "limit="] {
-            let e = parse_limit(Some(bad), 50, 200).unwrap_err();
-            assert_eq!(e.status, StatusCode::BAD_REQUEST, "{bad}");
-        }
-        assert!(parse_limit(Some(&"a".repeat(300)), 50, 200).is_err());
-        assert_eq!(parse_job_id("42").unwrap(), 42);
-        for bad in ["", "0", "-1", "1e3", "abc", "99999999999999999999999", " 1"] {
-            assert!(parse_job_id(bad).is_err(), "{bad}");
-        }
-    }
 
     #[test]
     fn a_job_shows_its_status_and_verification() {

@@ -17,7 +17,7 @@ use std::{net::SocketAddr, sync::Arc};
 use anyhow::{Context, Result};
 use axum::{
     Router,
-    extract::{Path, RawQuery, State},
+    extract::State,
     http::{StatusCode, header},
     response::{IntoResponse, Response},
     routing::get,
@@ -26,9 +26,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tracing::info;
 use vichain_consensus::Storage;
 
-pub use api::{
-    MAX_BLOCKS, MAX_JOBS, MAX_WORKERS, block_json, job_json, parse_job_id, parse_limit, worker_json,
-};
+pub use api::{JobId, Limit, MAX_BLOCKS, MAX_JOBS, MAX_WORKERS, block_json, job_json, worker_json};
 
 use vichain_config::MetricsConfig;
 
@@ -301,33 +299,37 @@ async fn validators(State(s): Shared) -> Response {
     )
 }
 
-async fn blocks(State(s): Shared, RawQuery(q): RawQuery) -> Response {
+// A rejected parameter is taken as a `Result` so that its 400 is counted under the
+// route like any other response.
+type Extracted<T> = std::result::Result<T, api::ApiError>;
+
+async fn blocks(State(s): Shared, limit: Extracted<Limit<100, MAX_BLOCKS>>) -> Response {
     blocking("/api/blocks", move || {
-        let limit = parse_limit(q.as_deref(), 100, MAX_BLOCKS)?;
+        let Limit(limit) = limit?;
         Ok(json(StatusCode::OK, &api::blocks(&s.recent, limit)))
     })
     .await
 }
 
-async fn workers(State(s): Shared, RawQuery(q): RawQuery) -> Response {
+async fn workers(State(s): Shared, limit: Extracted<Limit<200, MAX_WORKERS>>) -> Response {
     blocking("/api/workers", move || {
-        let limit = parse_limit(q.as_deref(), 200, MAX_WORKERS)?;
+        let Limit(limit) = limit?;
         Ok(json(StatusCode::OK, &api::workers(&s.store, limit)?))
     })
     .await
 }
 
-async fn jobs(State(s): Shared, RawQuery(q): RawQuery) -> Response {
+async fn jobs(State(s): Shared, limit: Extracted<Limit<50, MAX_JOBS>>) -> Response {
     blocking("/api/jobs", move || {
-        let limit = parse_limit(q.as_deref(), 50, MAX_JOBS)?;
+        let Limit(limit) = limit?;
         Ok(json(StatusCode::OK, &api::jobs(&s.store, limit)?))
     })
     .await
 }
 
-async fn job(State(s): Shared, Path(id): Path<String>) -> Response {
+async fn job(State(s): Shared, id: Extracted<JobId>) -> Response {
     blocking("/api/jobs/{id}", move || {
-        let id = parse_job_id(&id)?;
+        let JobId(id) = id?;
         Ok(json(StatusCode::OK, &api::job(&s.store, id)?))
     })
     .await
@@ -341,7 +343,117 @@ async fn not_found() -> Response {
 mod tests {
     use std::sync::atomic::{AtomicU64, Ordering};
 
+    use serde_json::Value;
+
     use super::*;
+
+    #[tokio::test]
+    async fn bad_parameters_are_json_400s_that_name_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = WebState {
+            store: Arc::new(Storage::open(&dir.path().join("state.redb")).unwrap()),
+            metrics: metrics_exporter_prometheus::PrometheusBuilder::new()
+                .build_recorder()
+                .handle(),
+            dev: None,
+            comet: None,
+            recent: Arc::default(),
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(serve_on(listener, router(state), Shutdown::default()));
+        let get = |path: String| async move {
+            let r = reqwest::get(format!("http://{addr}{path}")).await.unwrap();
+            let status = r.status().as_u16();
+            let body: Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+            (status, body)
+        };
+
+        for ok in [
+            "/api/jobs",
+            "/api/jobs?limit=7",
+            "/api/jobs?x=1&limit=7&y",
+            "/api/blocks?limit=512",
+            "/api/workers?limit=1000",
+        ] {
+            let (status, body) = get(ok.into()).await;
+            assert_eq!(status, 200, "{ok}: {body}");
+        }
+        let long = format!("/api/jobs?{}", "a".repeat(300));
+        let bad = [
+            (
+                "/api/jobs?limit=0",
+                "limit must be an integer from 1 to 200, got \"0\"",
+            ),
+            (
+                "/api/jobs?limit=201",
+                "limit must be an integer from 1 to 200, got \"201\"",
+            ),
+            (
+                "/api/jobs?limit=-1",
+                "limit must be an integer from 1 to 200, got \"-1\"",
+            ),
+            (
+                "/api/jobs?x=1&limit=abc",
+                "limit must be an integer from 1 to 200, got \"abc\"",
+            ),
+            (
+                "/api/jobs?limit=",
+                "limit must be an integer from 1 to 200, got \"\"",
+            ),
+            (
+                "/api/blocks?limit=513",
+                "limit must be an integer from 1 to 512, got \"513\"",
+            ),
+            (
+                "/api/workers?limit=100000",
+                "limit must be an integer from 1 to 1000, got \"100000\"",
+            ),
+            (&long, "query string longer than 256 bytes"),
+            (
+                "/api/jobs/abc",
+                "job id must be a positive integer, got \"abc\"",
+            ),
+            (
+                "/api/jobs/-1",
+                "job id must be a positive integer, got \"-1\"",
+            ),
+            (
+                "/api/jobs/1e3",
+                "job id must be a positive integer, got \"1e3\"",
+            ),
+            (
+                "/api/jobs/%201",
+                "job id must be a positive integer, got \" 1\"",
+            ),
+            (
+                "/api/jobs/123456789012345678901234",
+                "job id must be a positive integer, got \"123456789012345678901234\"",
+            ),
+            ("/api/jobs/0", "job id 0 is out of range"),
+            (
+                "/api/jobs/99999999999999999999",
+                "job id 99999999999999999999 is out of range",
+            ),
+        ];
+        for (path, error) in bad {
+            let (status, body) = get(path.to_string()).await;
+            assert_eq!(status, 400, "{path}: {body}");
+            assert_eq!(
+                body,
+                serde_json::json!({"error": error, "status": 400}),
+                "{path}"
+            );
+        }
+        // The first of two limits used to win; the query extractor refuses both.
+        let (status, body) = get("/api/jobs?limit=1&limit=2".into()).await;
+        assert_eq!(status, 400, "{body}");
+        let error = body["error"].as_str().unwrap();
+        assert!(error.contains("duplicate field `limit`"), "{error}");
+        let (status, body) = get("/api/jobs/42".into()).await;
+        assert_eq!(status, 404, "{body}");
+        assert_eq!(body["error"], "job 42 does not exist");
+    }
 
     #[tokio::test]
     async fn an_exporter_records_its_scrape_hook_and_serves_only_metrics() {

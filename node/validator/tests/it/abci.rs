@@ -260,18 +260,21 @@ impl<S: Read + Write> RawClient<S> {
     }
 
     fn read(&mut self) -> Option<R> {
-        let mut len: u64 = 0;
-        for i in 0..10 {
+        // The length prefix, a byte at a time until it decodes (at most 10 bytes).
+        let mut prefix = Vec::new();
+        let len = loop {
             let mut b = [0u8; 1];
             if self.sock.read(&mut b).ok()? == 0 {
                 return None;
             }
-            len |= u64::from(b[0] & 0x7f) << (7 * i);
-            if b[0] & 0x80 == 0 {
-                break;
+            prefix.push(b[0]);
+            match prost013::decode_length_delimiter(prefix.as_slice()) {
+                Ok(len) => break len,
+                Err(_) if prefix.len() < 10 => {}
+                Err(_) => return None,
             }
-        }
-        let mut frame = vec![0; len as usize];
+        };
+        let mut frame = vec![0; len];
         self.sock.read_exact(&mut frame).ok()?;
         abci::Response::decode(frame.as_slice()).ok()?.value
     }
