@@ -1,4 +1,8 @@
 //! Poseidon over BN254's scalar field with circomlib's parameters.
+//!
+//! `tests/it/poseidon_reference.rs` checks the hash, the permutation, the sponge and vector
+//! commitments against outputs of circomlib's own code (circomlibjs), written to
+//! `tests/data/circomlib-poseidon.json` by `scripts/poseidon-reference.sh`.
 
 use std::sync::OnceLock;
 

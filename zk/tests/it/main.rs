@@ -7,6 +7,7 @@ use std::sync::Arc;
 use vichain_zk::QuantizedMlp;
 
 mod model_file;
+mod poseidon_reference;
 // These make proofs, so they need the prover.
 #[cfg(feature = "prover")]
 mod proofs;
