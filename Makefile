@@ -33,7 +33,7 @@ bench:
 	cargo bench -p vichain-validator --bench dev
 	cargo bench -p vichain-tests --bench harness
 	cargo bench -p vichain-tee --bench verify
-	cargo bench -p vichain-zk --bench zk
+	cargo bench -p vichain-zk --features prover --bench zk
 	cargo bench -p vichain-inference --bench inference
 
 # The .proto files compile at build time (vendored protoc); this rebuilds them.

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# The validator links no model runtime, peer-to-peer network or prover: a validator-only
+# The validator links no model runtime, peer-to-peer network or prover (vichain-zk's
+# `prover` feature, whose circuits need ark-r1cs-std): a validator-only
 # `vichaind` (vichain-node without its default `worker` feature) and the validator
 # daemon's library must not depend on any of the crates below. Fails naming the
 # offender and the path that pulls it in.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 forbidden=(vichain-worker vichain-split vichain-inference candle-core candle-nn
-  candle-transformers tokenizers libp2p gemm ${VICHAIN_FORBIDDEN_EXTRA:-})
+  candle-transformers tokenizers libp2p gemm ark-r1cs-std ${VICHAIN_FORBIDDEN_EXTRA:-})
 check() {
   local what="$1"; shift
   local tree

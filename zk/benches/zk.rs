@@ -1,6 +1,6 @@
 //! Groth16 costs for the circuits of issue 4: constraints, setup, prove, verify, batch verify.
 //!
-//! `cargo bench -p vichain-zk --bench zk` runs the digits-sized cases and batch verification;
+//! `cargo bench -p vichain-zk --features prover --bench zk` runs the digits-sized cases and batch verification;
 //! `VICHAIN_BENCH_LARGE=1` adds the 784-128-10 MLP and the 10^4-weight commitment opening
 //! (minutes each on two cores). Add `--features parallel` for multithreaded proving.
 //! Constraint counts and sizes are printed to stderr once per case.

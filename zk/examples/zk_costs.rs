@@ -3,8 +3,8 @@
 //! peak memory.
 //!
 //! ```text
-//! cargo run --release -p vichain-zk --example zk_costs -- opening 1000,100
-//! cargo run --release -p vichain-zk --example zk_costs -- mlp 784,128,10 private
+//! cargo run --release -p vichain-zk --features prover --example zk_costs -- opening 1000,100
+//! cargo run --release -p vichain-zk --features prover --example zk_costs -- mlp 784,128,10 private
 //! ```
 //!
 //! `opening D0,D1,...` opens the commitment of a synthetic model with those layer widths (1000,100

@@ -1,22 +1,31 @@
-//! The entry points the ledger (verification) and workers (proving) call.
+//! The entry points the ledger (verification) and workers (proving, with the `prover`
+//! feature) call.
 
+#[cfg(feature = "prover")]
 use std::sync::Arc;
 
 use ark_bn254::{Bn254, Fr};
-use ark_groth16::{PreparedVerifyingKey, ProvingKey};
+use ark_groth16::PreparedVerifyingKey;
+#[cfg(feature = "prover")]
+use ark_groth16::ProvingKey;
+#[cfg(feature = "prover")]
 use rand::{CryptoRng, RngCore};
 
 use crate::{
     Result,
-    circuits::{
-        InferenceCircuit, InferencePrivate, InferencePublic, ModelShard, OpeningCircuit,
-        OpeningPublic, OutputMode, ShardCircuit, ShardPrivate, ShardPublic, WeightMode,
-    },
-    commit::JobId,
     keys::{
         KeyHash, decode_proof, decode_verifying_key, prepare, verify, verify_batch_with_fallback,
     },
+    public::{InferencePublic, OpeningPublic, ShardPublic},
+};
+#[cfg(feature = "prover")]
+use crate::{
+    circuits::{
+        InferenceCircuit, InferencePrivate, ModelShard, OpeningCircuit, ShardCircuit, ShardPrivate,
+    },
+    commit::JobId,
     mlp::QuantizedMlp,
+    public::{OutputMode, WeightMode},
 };
 
 /// A verifying key that was checked against its registered hash and prepared; cheap to keep
@@ -134,6 +143,7 @@ pub fn verify_opening_proof(
 
 /// What a worker calls: runs the model, proves the inference and returns the public inputs
 /// with the compressed proof.
+#[cfg(feature = "prover")]
 pub fn prove_inference<R: RngCore + CryptoRng>(
     pk: &ProvingKey<Bn254>,
     model: Arc<QuantizedMlp>,
@@ -145,10 +155,11 @@ pub fn prove_inference<R: RngCore + CryptoRng>(
 ) -> Result<(InferencePublic, Vec<u8>)> {
     let (circuit, public) =
         InferenceCircuit::for_proving(model, weight_mode, output_mode, private, job_id)?;
-    Ok((public, crate::keys::prove(pk, circuit, rng)?))
+    Ok((public, crate::setup::prove(pk, circuit, rng)?))
 }
 
 /// Proves one stage of a split inference.
+#[cfg(feature = "prover")]
 pub fn prove_shard<R: RngCore + CryptoRng>(
     pk: &ProvingKey<Bn254>,
     shard: Arc<ModelShard>,
@@ -158,10 +169,11 @@ pub fn prove_shard<R: RngCore + CryptoRng>(
     rng: &mut R,
 ) -> Result<(ShardPublic, Vec<u8>)> {
     let (circuit, public) = ShardCircuit::for_proving(shard, weight_mode, private, job_id)?;
-    Ok((public, crate::keys::prove(pk, circuit, rng)?))
+    Ok((public, crate::setup::prove(pk, circuit, rng)?))
 }
 
 /// Proves knowledge of the weights behind a model commitment, bound to a job.
+#[cfg(feature = "prover")]
 pub fn prove_opening<R: RngCore + CryptoRng>(
     pk: &ProvingKey<Bn254>,
     model: Arc<QuantizedMlp>,
@@ -169,5 +181,5 @@ pub fn prove_opening<R: RngCore + CryptoRng>(
     rng: &mut R,
 ) -> Result<(OpeningPublic, Vec<u8>)> {
     let (circuit, public) = OpeningCircuit::for_proving(model, job_id)?;
-    Ok((public, crate::keys::prove(pk, circuit, rng)?))
+    Ok((public, crate::setup::prove(pk, circuit, rng)?))
 }

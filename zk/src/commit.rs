@@ -22,14 +22,18 @@ use std::fmt;
 
 use ark_bn254::Fr;
 use ark_ff::{BigInteger, Field, PrimeField};
+#[cfg(feature = "prover")]
 use ark_r1cs_std::{fields::fp::FpVar, prelude::*};
+#[cfg(feature = "prover")]
 use ark_relations::gr1cs::{ConstraintSystemRef, SynthesisError};
 use sha2::{Digest, Sha256};
 
+#[cfg(feature = "prover")]
+use crate::poseidon::sponge_hash_var;
 use crate::{
     Error, Result,
     mlp::{QuantizedLayer, QuantizedMlp},
-    poseidon::{sponge_hash, sponge_hash_var},
+    poseidon::sponge_hash,
 };
 
 /// Version of the commitment layout described in this module.
@@ -274,10 +278,11 @@ pub(crate) fn vector_header(len: usize, bits: u32, salt: Fr) -> Vec<Fr> {
 }
 
 // ---------------------------------------------------------------------------------------
-// In-circuit counterparts. Values passed in are the *unsigned* offsets `u = v + 2^(bits-1)`,
-// already range-checked by the caller.
+// In-circuit counterparts (the `prover` feature). Values passed in are the *unsigned*
+// offsets `u = v + 2^(bits-1)`, already range-checked by the caller.
 
 /// Packs range-checked unsigned values into limbs (linear combinations, no constraints).
+#[cfg(feature = "prover")]
 pub(crate) fn pack_var(unsigned: &[FpVar<Fr>], bits: u32) -> Vec<FpVar<Fr>> {
     let step = Fr::from(2u64).pow([u64::from(bits)]);
     unsigned
@@ -294,6 +299,7 @@ pub(crate) fn pack_var(unsigned: &[FpVar<Fr>], bits: u32) -> Vec<FpVar<Fr>> {
         .collect()
 }
 
+#[cfg(feature = "prover")]
 pub(crate) fn layer_commitment_var(
     cs: ConstraintSystemRef<Fr>,
     index: usize,
@@ -310,6 +316,7 @@ pub(crate) fn layer_commitment_var(
     sponge_hash_var(cs, &elems)
 }
 
+#[cfg(feature = "prover")]
 pub(crate) fn model_commitment_var(
     cs: ConstraintSystemRef<Fr>,
     layers: &[FpVar<Fr>],
@@ -322,6 +329,7 @@ pub(crate) fn model_commitment_var(
     sponge_hash_var(cs, &elems)
 }
 
+#[cfg(feature = "prover")]
 pub(crate) fn vector_commitment_var(
     cs: ConstraintSystemRef<Fr>,
     unsigned: &[FpVar<Fr>],
@@ -365,10 +373,6 @@ pub(crate) fn fr_from_be_bytes(bytes: &[u8], what: &'static str) -> Result<Fr> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use ark_r1cs_std::alloc::AllocVar;
-    use ark_relations::gr1cs::ConstraintSystem;
-
-    use crate::gadgets::alloc_signed;
 
     /// A fixed model for the pinned vectors: weights `(7 * k) % 256 - 128`, biases
     /// `1000 * o - 1500`, shift 4 then 0.
@@ -470,8 +474,14 @@ mod tests {
         );
     }
 
+    #[cfg(feature = "prover")]
     #[test]
     fn circuit_commitments_match_native() {
+        use ark_r1cs_std::alloc::AllocVar;
+        use ark_relations::gr1cs::ConstraintSystem;
+
+        use crate::gadgets::alloc_signed;
+
         let model = vector_model();
         let cs = ConstraintSystem::<Fr>::new_ref();
         let layer = &model.layers[0];

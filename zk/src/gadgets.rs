@@ -5,7 +5,10 @@ use ark_ff::{BigInteger, PrimeField};
 use ark_r1cs_std::{fields::fp::FpVar, prelude::*};
 use ark_relations::gr1cs::{ConstraintSystemRef, SynthesisError};
 
-use crate::mlp::{ACC_BITS, ACTIVATION_MAX, QuantizedLayer};
+use crate::{
+    mlp::{ACC_BITS, ACTIVATION_MAX, QuantizedLayer},
+    public::i64_to_fr,
+};
 
 type SResult<T> = Result<T, SynthesisError>;
 
@@ -64,14 +67,6 @@ pub(crate) fn fr_to_i64(f: Fr) -> Option<i64> {
         Some(-(neg.as_ref()[0] as i64))
     } else {
         None
-    }
-}
-
-pub(crate) fn i64_to_fr(v: i64) -> Fr {
-    if v >= 0 {
-        Fr::from(v as u64)
-    } else {
-        -Fr::from(v.unsigned_abs())
     }
 }
 

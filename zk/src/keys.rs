@@ -1,23 +1,14 @@
-//! Groth16 setup, proving and verification on BN254, keys pinned by hash, bounded decoding.
-//!
-//! Trusted setup: [`setup`] samples the toxic waste from the given seed (or OS entropy).
-//! Whoever runs it can forge proofs for that circuit, so in a permissioned network the model
-//! owner or the authority runs it on a machine it trusts, with OS entropy, and publishes only
-//! the keys; the verifying key's sha256 goes into the model registry. A seed is for tests and
-//! reproducible benchmarks only.
+//! Groth16 verification on BN254: keys pinned by hash, bounded decoding of verifying keys,
+//! proofs and public inputs, single and batched verification. Setup and proving (the
+//! `prover` feature) are in the `setup` module.
 
 use std::fmt;
 
 use ark_bn254::{Bn254, Fr, G1Projective};
 use ark_ec::{CurveGroup, pairing::Pairing};
 use ark_ff::{Field, PrimeField};
-use ark_groth16::{
-    Groth16, PreparedVerifyingKey, Proof, ProvingKey, VerifyingKey, prepare_verifying_key,
-};
-use ark_relations::gr1cs::ConstraintSynthesizer;
+use ark_groth16::{Groth16, PreparedVerifyingKey, Proof, VerifyingKey, prepare_verifying_key};
 use ark_serialize::{CanonicalDeserialize, CanonicalSerialize};
-use ark_snark::SNARK;
-use rand::{CryptoRng, RngCore, SeedableRng, rngs::StdRng};
 use sha2::{Digest, Sha256};
 
 use crate::{Error, Result};
@@ -26,8 +17,6 @@ use crate::{Error, Result};
 pub const PROOF_BYTES: usize = 128;
 /// Largest verifying key accepted (about 32 bytes per public input).
 pub const MAX_VERIFYING_KEY_BYTES: usize = 64 * 1024;
-/// Largest proving key accepted from a file.
-pub const MAX_PROVING_KEY_BYTES: usize = 4 << 30;
 /// Most public inputs an encoded list may carry.
 pub const MAX_PUBLIC_INPUTS: usize = 1024;
 /// Most proofs verified in one batch.
@@ -56,49 +45,6 @@ impl fmt::Debug for KeyHash {
     }
 }
 
-/// Keys produced by [`setup`], with their encodings' hashes.
-#[derive(Clone, Debug)]
-pub struct Keys {
-    /// The proving key.
-    pub proving_key: ProvingKey<Bn254>,
-    /// The verifying key.
-    pub verifying_key: VerifyingKey<Bn254>,
-    /// sha256 of [`encode_proving_key`].
-    pub proving_key_hash: KeyHash,
-    /// sha256 of [`encode_verifying_key`].
-    pub verifying_key_hash: KeyHash,
-}
-
-/// Circuit-specific Groth16 setup; `seed` makes it reproducible (tests only), `None` uses OS
-/// entropy.
-pub fn setup<C: ConstraintSynthesizer<Fr>>(circuit: C, seed: Option<[u8; 32]>) -> Result<Keys> {
-    let mut rng = match seed {
-        Some(s) => StdRng::from_seed(s),
-        None => StdRng::from_entropy(),
-    };
-    let (proving_key, verifying_key) =
-        Groth16::<Bn254>::circuit_specific_setup(circuit, &mut rng).map_err(Error::Synthesis)?;
-    let proving_key_hash = KeyHash::of(&encode_proving_key(&proving_key)?);
-    let verifying_key_hash = KeyHash::of(&encode_verifying_key(&verifying_key)?);
-    Ok(Keys {
-        proving_key,
-        verifying_key,
-        proving_key_hash,
-        verifying_key_hash,
-    })
-}
-
-/// Proves `circuit` (which carries its witnesses) with fresh randomness from `rng`; returns the
-/// compressed proof.
-pub fn prove<C: ConstraintSynthesizer<Fr>, R: RngCore + CryptoRng>(
-    pk: &ProvingKey<Bn254>,
-    circuit: C,
-    rng: &mut R,
-) -> Result<Vec<u8>> {
-    let proof = Groth16::<Bn254>::prove(pk, circuit, rng).map_err(Error::Synthesis)?;
-    encode(&proof, "proof")
-}
-
 /// Verifies a decoded proof against public inputs; the input count must match the key.
 pub fn verify(
     pvk: &PreparedVerifyingKey<Bn254>,
@@ -106,7 +52,8 @@ pub fn verify(
     proof: &Proof<Bn254>,
 ) -> Result<()> {
     check_input_count(&pvk.vk, public_inputs.len())?;
-    match Groth16::<Bn254>::verify_with_processed_vk(pvk, public_inputs, proof) {
+    // The inherent method behind `SNARK::verify_with_processed_vk`, without the SNARK trait.
+    match Groth16::<Bn254>::verify_proof(pvk, proof, public_inputs) {
         Ok(true) => Ok(()),
         Ok(false) => Err(Error::InvalidProof),
         Err(e) => Err(Error::Synthesis(e)),
@@ -231,11 +178,6 @@ pub fn encode_verifying_key(vk: &VerifyingKey<Bn254>) -> Result<Vec<u8>> {
     encode(vk, "verifying key")
 }
 
-/// Compressed serialization of a proving key.
-pub fn encode_proving_key(pk: &ProvingKey<Bn254>) -> Result<Vec<u8>> {
-    encode(pk, "proving key")
-}
-
 /// Decodes a verifying key whose sha256 must equal `expected`; points are checked to be on
 /// the curve and in the prime-order subgroup.
 pub fn decode_verifying_key(bytes: &[u8], expected: &KeyHash) -> Result<VerifyingKey<Bn254>> {
@@ -248,12 +190,6 @@ pub fn decode_verifying_key(bytes: &[u8], expected: &KeyHash) -> Result<Verifyin
         });
     }
     Ok(vk)
-}
-
-/// Decodes a proving key whose sha256 must equal `expected` (validated like verifying keys).
-pub fn decode_proving_key(bytes: &[u8], expected: &KeyHash) -> Result<ProvingKey<Bn254>> {
-    check_hash(bytes, expected, MAX_PROVING_KEY_BYTES, "proving key")?;
-    decode(bytes, "proving key")
 }
 
 /// Decodes a compressed proof (exactly [`PROOF_BYTES`]; points on the curve, in the subgroup).
@@ -285,7 +221,12 @@ pub fn decode_public_inputs(bytes: &[u8]) -> Result<Vec<Fr>> {
     decode(bytes, "public inputs")
 }
 
-fn check_hash(bytes: &[u8], expected: &KeyHash, max: usize, what: &'static str) -> Result<()> {
+pub(crate) fn check_hash(
+    bytes: &[u8],
+    expected: &KeyHash,
+    max: usize,
+    what: &'static str,
+) -> Result<()> {
     if bytes.len() > max {
         return Err(Error::Oversize {
             what,
@@ -331,15 +272,18 @@ pub(crate) fn decode<T: CanonicalDeserialize>(bytes: &[u8], what: &'static str) 
     Ok(value)
 }
 
-#[cfg(test)]
+// The tests make their proofs, so they need the prover.
+#[cfg(all(test, feature = "prover"))]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use std::sync::Arc;
 
+    use rand::{SeedableRng, rngs::StdRng};
+
     use super::*;
     use crate::{
-        InferenceCircuit, InferencePrivate, InferencePublic, JobId, OutputMode, PublicOutput,
-        QuantizedMlp, Salt, WeightMode,
+        InferenceCircuit, InferencePrivate, InferencePublic, JobId, Keys, OutputMode, PublicOutput,
+        QuantizedMlp, Salt, WeightMode, decode_proving_key, encode_proving_key, prove, setup,
     };
 
     struct Fixture {

@@ -15,10 +15,25 @@
 //!   batches a block's proofs with [`PreparedKey::verify_inference_batch`]). Keys are pinned
 //!   by [`KeyHash`]; every decoder is bounded and validates points.
 //!
+//! # Features
+//!
+//! Without features the crate is verifier-only, and links no constraint system: commitments
+//! and native Poseidon, [`QuantizedMlp`] and its file format, the public-input types
+//! ([`InferencePublic`], [`ShardPublic`], [`OpeningPublic`]), verifying-key and proof
+//! decoding, and [`verify`], [`verify_batch`], [`PreparedKey`] and the `verify_*_proof`
+//! functions. That is what the ledger (`vichain-consensus`) and so the validator links.
+//!
+//! - `prover`: the circuits and their R1CS gadgets, in-circuit Poseidon
+//!   ([`poseidon_hash2_var`], [`sponge_hash_var`]), [`setup`], [`prove`],
+//!   [`prove_inference`], [`prove_shard`], [`prove_opening`], and proving-key encoding. For
+//!   workers, the model owner's setup, and tests.
+//! - `parallel` (implies `prover`): multithreaded proving and MSMs.
+//!
 //! ```no_run
 //! use std::sync::Arc;
 //! use vichain_zk::*;
 //!
+//! # #[cfg(feature = "prover")]
 //! # fn main() -> vichain_zk::Result<()> {
 //! let model = Arc::new(QuantizedMlp::synthetic(&[64, 32, 10], 7)?);
 //! let circuit = InferenceCircuit::for_setup(model.clone(), WeightMode::Public, OutputMode::Argmax)?;
@@ -33,29 +48,32 @@
 //! verify_inference_proof(&vk_bytes, &keys.verifying_key_hash, &public, &proof)?;
 //! # Ok(())
 //! # }
+//! # #[cfg(not(feature = "prover"))]
+//! # fn main() {}
 //! ```
 
+// Without `prover` the links above to prover items have no target; they resolve in the
+// documentation built with it.
+#![cfg_attr(not(feature = "prover"), allow(rustdoc::broken_intra_doc_links))]
+
 mod api;
+#[cfg(feature = "prover")]
 mod circuits;
 mod commit;
+#[cfg(feature = "prover")]
 mod gadgets;
 mod keys;
 mod mlp;
 mod poseidon;
+mod public;
+#[cfg(feature = "prover")]
+mod setup;
 
 pub use ark_bn254::{Bn254, Fr};
-pub use ark_groth16::{PreparedVerifyingKey, Proof, ProvingKey, VerifyingKey};
+pub use ark_groth16::{PreparedVerifyingKey, Proof, VerifyingKey};
 
 pub use crate::{
-    api::{
-        PreparedKey, prove_inference, prove_opening, prove_shard, verify_inference_proof,
-        verify_opening_proof, verify_shard_proof,
-    },
-    circuits::{
-        InferenceCircuit, InferencePrivate, InferencePublic, ModelShard, OpeningCircuit,
-        OpeningPrivate, OpeningPublic, OutputMode, PublicOutput, ShardCircuit, ShardPrivate,
-        ShardPublic, WeightMode,
-    },
+    api::{PreparedKey, verify_inference_proof, verify_opening_proof, verify_shard_proof},
     commit::{
         ACTIVATION_BITS, BIAS_BITS, COMMITMENT_LAYOUT_VERSION, Commitment, JobId, LIMB_BITS,
         LOGIT_BITS, MAX_JOB_ID_BYTES, Salt, TAG_JOB, TAG_LAYER, TAG_MODEL, TAG_VECTOR, WEIGHT_BITS,
@@ -63,11 +81,9 @@ pub use crate::{
         model_commitment_from_layers, pack, values_per_limb, vector_commitment,
     },
     keys::{
-        KeyHash, Keys, MAX_BATCH, MAX_PROVING_KEY_BYTES, MAX_PUBLIC_INPUTS,
-        MAX_VERIFYING_KEY_BYTES, PROOF_BYTES, decode_proof, decode_proving_key,
-        decode_public_inputs, decode_verifying_key, encode_proving_key, encode_public_inputs,
-        encode_verifying_key, prepare, prove, setup, verify, verify_batch,
-        verify_batch_with_fallback,
+        KeyHash, MAX_BATCH, MAX_PUBLIC_INPUTS, MAX_VERIFYING_KEY_BYTES, PROOF_BYTES, decode_proof,
+        decode_public_inputs, decode_verifying_key, encode_public_inputs, encode_verifying_key,
+        prepare, verify, verify_batch, verify_batch_with_fallback,
     },
     mlp::{
         ACC_BITS, ACTIVATION_MAX, MAX_DIM, MAX_LAYERS, MAX_SHIFT, MAX_WEIGHTS, MlpOutput,
@@ -75,10 +91,24 @@ pub use crate::{
     },
     poseidon::{
         POSEIDON_ALPHA, POSEIDON_FULL_ROUNDS, POSEIDON_PARTIAL_ROUNDS, POSEIDON_RATE,
-        POSEIDON_WIDTH, poseidon_config, poseidon_hash2, poseidon_hash2_var, sponge_hash,
-        sponge_hash_var,
+        POSEIDON_WIDTH, poseidon_config, poseidon_hash2, sponge_hash,
     },
+    public::{InferencePublic, OpeningPublic, OutputMode, PublicOutput, ShardPublic, WeightMode},
 };
+
+// The prover's API (the `prover` feature).
+#[cfg(feature = "prover")]
+pub use crate::{
+    api::{prove_inference, prove_opening, prove_shard},
+    circuits::{
+        InferenceCircuit, InferencePrivate, ModelShard, OpeningCircuit, OpeningPrivate,
+        ShardCircuit, ShardPrivate,
+    },
+    poseidon::{poseidon_hash2_var, sponge_hash_var},
+    setup::{Keys, MAX_PROVING_KEY_BYTES, decode_proving_key, encode_proving_key, prove, setup},
+};
+#[cfg(feature = "prover")]
+pub use ark_groth16::ProvingKey;
 
 /// Everything that can go wrong in this crate; each variant carries the offending values.
 #[derive(Debug, thiserror::Error)]
