@@ -56,15 +56,6 @@ impl Http {
             serde_json::from_str(&body).unwrap_or_else(|e| panic!("{url}: {e}: {body}")),
         )
     }
-
-    fn post_json(&self, url: &str, body: &Value) -> (u16, Value) {
-        let (status, text) = self.send(self.client.post(url).json(body));
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-    }
-
-    fn delete(&self, url: &str) -> u16 {
-        self.send(self.client.delete(url)).0
-    }
 }
 
 /// `vichaind dev` with its metrics server on `metrics` and `workers` dev workers.
@@ -370,47 +361,57 @@ fn metrics_and_the_json_api_follow_transactions_and_blocks() {
     assert!(js.contains("/api/status"));
 }
 
-/// A minimal WebDriver client (W3C protocol over HTTP).
+/// A browser session driven through chromedriver (W3C WebDriver) by fantoccini, with
+/// the blocking calls this test wants.
 struct WebDriver {
-    http: Http,
-    base: String,
-    session: String,
+    rt: tokio::runtime::Runtime,
+    client: Option<fantoccini::Client>,
 }
 
 impl WebDriver {
-    fn start(http: Http, base: String, chromium: &Path) -> Self {
-        let caps = json!({"capabilities": {"alwaysMatch": {
+    fn start(base: &str, chromium: &Path) -> Self {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let caps = json!({
             "browserName": "chrome",
             "goog:chromeOptions": {
                 "binary": chromium,
                 "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
                          "--disable-dev-shm-usage", "--window-size=1400,1100"],
             },
-        }}});
-        let (code, v) = http.post_json(&format!("{base}/session"), &caps);
-        assert_eq!(code, 200, "new session: {v}");
-        let session = v["value"]["sessionId"].as_str().unwrap().to_owned();
+        });
+        let caps = caps.as_object().unwrap().clone();
+        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        let client = rt
+            .block_on(
+                fantoccini::ClientBuilder::new(connector)
+                    .capabilities(caps)
+                    .connect(base),
+            )
+            .unwrap_or_else(|e| panic!("new WebDriver session at {base}: {e}"));
         Self {
-            http,
-            base,
-            session,
+            rt,
+            client: Some(client),
         }
     }
 
-    fn cmd(&self, path: &str, body: &Value) -> Value {
-        let url = format!("{}/session/{}/{path}", self.base, self.session);
-        let (code, v) = self.http.post_json(&url, body);
-        assert_eq!(code, 200, "{path}: {v}");
-        v["value"].clone()
+    fn client(&self) -> &fantoccini::Client {
+        self.client.as_ref().unwrap()
     }
 
     fn goto(&self, url: &str) {
-        self.cmd("url", &json!({ "url": url }));
+        self.rt
+            .block_on(self.client().goto(url))
+            .unwrap_or_else(|e| panic!("goto {url}: {e}"));
     }
 
     /// Runs `script` (a function body) in the page and returns its value.
     fn eval(&self, script: &str) -> Value {
-        self.cmd("execute/sync", &json!({"script": script, "args": []}))
+        self.rt
+            .block_on(self.client().execute(script, Vec::new()))
+            .unwrap_or_else(|e| panic!("{script}: {e}"))
     }
 
     /// Polls `script` until it returns something other than null/false.
@@ -431,13 +432,7 @@ impl WebDriver {
     }
 
     fn screenshot(&self, path: &Path) {
-        use base64::Engine as _;
-        let url = format!("{}/session/{}/screenshot", self.base, self.session);
-        let (code, v) = self.http.get_json(&url);
-        assert_eq!(code, 200, "screenshot: {v}");
-        let png = base64::engine::general_purpose::STANDARD
-            .decode(v["value"].as_str().unwrap())
-            .unwrap();
+        let png = self.rt.block_on(self.client().screenshot()).unwrap();
         assert!(png.starts_with(b"\x89PNG"));
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(path, png).unwrap();
@@ -446,8 +441,9 @@ impl WebDriver {
 
 impl Drop for WebDriver {
     fn drop(&mut self) {
-        self.http
-            .delete(&format!("{}/session/{}", self.base, self.session));
+        if let Some(c) = self.client.take() {
+            let _ = self.rt.block_on(c.close());
+        }
     }
 }
 
@@ -518,7 +514,7 @@ fn the_dashboard_shows_the_chain_workers_and_jobs_in_chromium() {
         assert!(Instant::now() < deadline, "chromedriver did not start");
         std::thread::sleep(Duration::from_millis(100));
     }
-    let browser = WebDriver::start(http, driver_base, &chromium);
+    let browser = WebDriver::start(&driver_base, &chromium);
     let page = format!("http://127.0.0.1:{port}/");
     browser.goto(&page);
 
