@@ -1,5 +1,6 @@
-//! The client side of a split pipeline: it keeps the embedding and the head, routes
-//! activations through the workers, checks their commitments and fails over.
+//! The client side of a split pipeline: it keeps the embedding and the head (an integer
+//! MLP has neither: the job's input goes to the first stage and the last emits the logits),
+//! routes activations through the workers, checks their commitments and fails over.
 
 use std::{
     collections::BTreeSet,
@@ -10,11 +11,13 @@ use std::{
 use libp2p::{Multiaddr, PeerId, identity::Keypair};
 use tokenizers::Tokenizer;
 use vichain_inference::{
-    Activation, ActivationDType, BertConfig, Fingerprint, GenerationParams, GgufFile,
-    KvCacheConfig, LayerRange, LlamaConfig, LlamaStage, MAX_NEW_TOKENS, ModelFamily, ModelManifest,
-    SENTENCE_BERT_CONFIG, Sampler, Shard, TextGenerator, bert_max_seq_length, bert_tokenizer,
-    tokenizer_from_gguf,
+    Activation, ActivationDType, ActivationData, BertConfig, Fingerprint, GenerationParams,
+    GgufFile, KvCacheConfig, LayerRange, LlamaConfig, LlamaStage, MAX_NEW_TOKENS, ModelFamily,
+    ModelManifest, SENTENCE_BERT_CONFIG, Sampler, Shard, TextGenerator, bert_max_seq_length,
+    bert_tokenizer, tokenizer_from_gguf,
 };
+
+use vichain_zk::{ACTIVATION_MAX, QuantizedMlp};
 
 use crate::{
     Candidate, Error, ForwardRequest, Metrics, MetricsSnapshot, NetworkConfig, Node, Request,
@@ -74,20 +77,22 @@ pub struct StageCommitment {
 pub struct StepTrace {
     /// Position of the step's first token in the session.
     pub position: u32,
-    /// Tokens in the step.
+    /// Tokens in the step (1 for an integer MLP's input vector).
     pub tokens: usize,
-    /// sha256 of the client's embedding output.
+    /// sha256 of the client's embedding output (for an integer MLP, of the job's input: what
+    /// the first stage received).
     pub embedding_sha256: Fingerprint,
     /// One link per worker stage.
     pub stages: Vec<StageCommitment>,
-    /// sha256 of the client's head output.
+    /// sha256 of the client's head output (for an integer MLP, of the logits the last stage
+    /// emitted).
     pub head_sha256: Fingerprint,
     /// Wall time of the step at the client (embedding, every stage, head), in microseconds.
     pub elapsed_micros: u64,
 }
 
 impl StepTrace {
-    /// Every activation hash of the step in order (what
+    /// Every activation hash of the step in order (with client-kept ends, what
     /// [`vichain_inference::Pipeline::run`] reports as `stage_hashes`).
     pub fn hashes(&self) -> Vec<Fingerprint> {
         std::iter::once(self.embedding_sha256)
@@ -150,14 +155,21 @@ pub struct GenerationOutput {
     pub failovers: Vec<FailoverEvent>,
 }
 
+/// What the client runs itself.
 #[derive(Debug)]
 enum ClientModel {
-    Bert,
+    /// The embeddings and the pooling head of a BERT model, and its tokenizer.
+    Bert { ends: Shard, tokenizer: Tokenizer },
+    /// The embeddings and the head of a Llama model, and its tokenizer.
     Llama {
+        ends: Shard,
+        tokenizer: Tokenizer,
         eos: u32,
         vocab_size: usize,
         context_length: usize,
     },
+    /// Nothing of an integer MLP: the client only checks the width of the job's input.
+    Mlp { input_dim: usize },
 }
 
 /// A client of the worker network for one split model.
@@ -166,8 +178,6 @@ pub struct SplitClient {
     node: Node,
     manifest: ModelManifest,
     stages: Vec<ShardRef>,
-    ends: Shard,
-    tokenizer: Tokenizer,
     model: ClientModel,
     config: ClientConfig,
     candidates: Vec<Candidate>,
@@ -185,84 +195,19 @@ struct StageSlot {
 
 impl SplitClient {
     /// Loads the client's ends of the model at `manifest` (which must keep them on the
-    /// client), joins the network through `config.network.bootstrap` and waits for a peer.
+    /// client; an integer MLP, split by [`vichain_inference::split_mlp`], has none),
+    /// joins the network through `config.network.bootstrap` and waits for a peer.
     pub async fn connect(manifest: &Path, config: ClientConfig) -> Result<Self> {
         let m = ModelManifest::load(manifest)?;
         let dir = manifest
             .parent()
             .map(Path::to_path_buf)
             .unwrap_or_else(|| PathBuf::from("."));
-        let (index, entry) = m.client_shard().ok_or_else(|| Error::Model {
-            model_id: m.model_id.clone(),
-            reason: "the manifest gives the embeddings and head to workers; split it with \
-                     ShardLayout::ClientKeepsEnds so raw inputs and outputs stay here"
-                .into(),
-        })?;
-        let entry = entry.clone();
         let stages = m
             .worker_shards()
             .map(|(_, s)| ShardRef::from_entry(s))
             .collect::<Result<Vec<_>>>()?;
-        let kv = KvCacheConfig::default();
-        let model_err = |reason: String| Error::Model {
-            model_id: m.model_id.clone(),
-            reason,
-        };
-        let (ends, tokenizer, model) = match m.family {
-            ModelFamily::Bert => {
-                let name = dir.join("config.json").display().to_string();
-                let cfg = BertConfig::from_json(&m.read_file(&dir, "config.json")?, &name)?;
-                // The same truncation as the whole model's embedder (256 tokens for
-                // all-MiniLM-L6-v2, not the 512 positions of its config).
-                let sentence_bert_config = m
-                    .files
-                    .iter()
-                    .any(|f| f.file == SENTENCE_BERT_CONFIG)
-                    .then(|| m.read_file(&dir, SENTENCE_BERT_CONFIG))
-                    .transpose()?;
-                let source = dir.display().to_string();
-                let max_seq_length =
-                    bert_max_seq_length(&cfg, sentence_bert_config.as_deref(), &source)?;
-                let tokenizer = bert_tokenizer(
-                    &m.read_file(&dir, "tokenizer.json")?,
-                    max_seq_length,
-                    &source,
-                )?;
-                (
-                    Shard::load(&dir, &m, index, kv)?,
-                    tokenizer,
-                    ClientModel::Bert,
-                )
-            }
-            ModelFamily::Llama => {
-                let name = dir.join(&entry.file).display().to_string();
-                let gg = GgufFile::from_bytes(m.read_shard(&dir, index)?, &name)?;
-                let cfg = LlamaConfig::from_gguf(&gg.content, &name)?;
-                let tokenizer = tokenizer_from_gguf(&gg.content, &name)?;
-                let eos = gg
-                    .content
-                    .metadata
-                    .get("tokenizer.ggml.eos_token_id")
-                    .ok_or_else(|| model_err(format!("{name}: no tokenizer.ggml.eos_token_id")))?
-                    .to_u32()
-                    .map_err(|e| model_err(format!("{name}: eos token id: {e}")))?;
-                let stage = LlamaStage::load(&gg, entry.layers, entry.embeddings, entry.head, kv)?;
-                (
-                    Shard::Llama(stage),
-                    tokenizer,
-                    ClientModel::Llama {
-                        eos,
-                        vocab_size: cfg.vocab_size,
-                        context_length: cfg.context_length,
-                    },
-                )
-            }
-            ModelFamily::QuantizedMlp => {
-                return Err(model_err(
-                    "integer MLPs have no embedding to keep on the client".into(),
-                ));
-            }
-        };
+        let model = Self::load_model(&m, &dir)?;
         let keypair = config
             .keypair
             .clone()
@@ -276,13 +221,98 @@ impl SplitClient {
             node,
             manifest: m,
             stages,
-            ends,
-            tokenizer,
             model,
             config,
             candidates: Vec::new(),
             failed: BTreeSet::new(),
         })
+    }
+
+    /// What the client of `m` (in `dir`) runs itself.
+    fn load_model(m: &ModelManifest, dir: &Path) -> Result<ClientModel> {
+        let model_err = |reason: String| Error::Model {
+            model_id: m.model_id.clone(),
+            reason,
+        };
+        let client_shard = || {
+            m.client_shard().ok_or_else(|| {
+                model_err(
+                    "the manifest gives the embeddings and head to workers; split it with \
+                     ShardLayout::ClientKeepsEnds so raw inputs and outputs stay here"
+                        .into(),
+                )
+            })
+        };
+        let kv = KvCacheConfig::default();
+        match m.family {
+            ModelFamily::QuantizedMlp => {
+                if m.client_shard().is_some() {
+                    return Err(model_err(
+                        "integer MLPs have no embedding or head to keep on the client; split it \
+                     with split_mlp"
+                            .into(),
+                    ));
+                }
+                // The client runs no layer. It reads the first shard for its input width only,
+                // so that a wrong-length input is refused here instead of failing a worker.
+                let (first, _) = m
+                    .worker_shards()
+                    .next()
+                    .ok_or_else(|| model_err("the manifest lists no worker shard".into()))?;
+                let part = QuantizedMlp::from_bytes(&m.read_shard(dir, first)?)
+                    .map_err(vichain_inference::Error::from)?;
+                Ok(ClientModel::Mlp {
+                    input_dim: part.input_dim(),
+                })
+            }
+            ModelFamily::Bert => {
+                let (index, _) = client_shard()?;
+                let name = dir.join("config.json").display().to_string();
+                let cfg = BertConfig::from_json(&m.read_file(dir, "config.json")?, &name)?;
+                // The same truncation as the whole model's embedder (256 tokens for
+                // all-MiniLM-L6-v2, not the 512 positions of its config).
+                let sentence_bert_config = m
+                    .files
+                    .iter()
+                    .any(|f| f.file == SENTENCE_BERT_CONFIG)
+                    .then(|| m.read_file(dir, SENTENCE_BERT_CONFIG))
+                    .transpose()?;
+                let source = dir.display().to_string();
+                let max_seq_length =
+                    bert_max_seq_length(&cfg, sentence_bert_config.as_deref(), &source)?;
+                let tokenizer = bert_tokenizer(
+                    &m.read_file(dir, "tokenizer.json")?,
+                    max_seq_length,
+                    &source,
+                )?;
+                Ok(ClientModel::Bert {
+                    ends: Shard::load(dir, m, index, kv)?,
+                    tokenizer,
+                })
+            }
+            ModelFamily::Llama => {
+                let (index, entry) = client_shard()?;
+                let name = dir.join(&entry.file).display().to_string();
+                let gg = GgufFile::from_bytes(m.read_shard(dir, index)?, &name)?;
+                let cfg = LlamaConfig::from_gguf(&gg.content, &name)?;
+                let tokenizer = tokenizer_from_gguf(&gg.content, &name)?;
+                let eos = gg
+                    .content
+                    .metadata
+                    .get("tokenizer.ggml.eos_token_id")
+                    .ok_or_else(|| model_err(format!("{name}: no tokenizer.ggml.eos_token_id")))?
+                    .to_u32()
+                    .map_err(|e| model_err(format!("{name}: eos token id: {e}")))?;
+                let stage = LlamaStage::load(&gg, entry.layers, entry.embeddings, entry.head, kv)?;
+                Ok(ClientModel::Llama {
+                    ends: Shard::Llama(stage),
+                    tokenizer,
+                    eos,
+                    vocab_size: cfg.vocab_size,
+                    context_length: cfg.context_length,
+                })
+            }
+        }
     }
 
     /// The client's network handle.
@@ -411,7 +441,7 @@ impl SplitClient {
     /// Embeds `text` (BERT models): tokens and pooling stay here, the encoder layers run
     /// on the workers.
     pub async fn embed(&mut self, text: &str) -> Result<EmbeddingOutput> {
-        if !matches!(self.model, ClientModel::Bert) {
+        if !matches!(self.model, ClientModel::Bert { .. }) {
             return Err(self.model_error("embeddings need a BERT model"));
         }
         if text.len() > vichain_inference::MAX_TEXT_BYTES {
@@ -422,7 +452,7 @@ impl SplitClient {
             });
         }
         let ids = self
-            .tokenizer
+            .tokenizer()?
             .encode(text, true)
             .map_err(|e| self.model_error(format!("tokenizing: {e}")))?
             .get_ids()
@@ -449,7 +479,7 @@ impl SplitClient {
     pub fn chat_tokens(&self, user: &str) -> Result<Vec<u32>> {
         let prompt = TextGenerator::chat_prompt(user);
         Ok(self
-            .tokenizer
+            .tokenizer()?
             .encode(prompt, false)
             .map_err(|e| self.model_error(format!("tokenizing: {e}")))?
             .get_ids()
@@ -523,6 +553,27 @@ impl SplitClient {
         }
     }
 
+    /// The embeddings and head the client keeps (text models).
+    fn ends(&mut self) -> Result<&mut Shard> {
+        match &mut self.model {
+            ClientModel::Bert { ends, .. } | ClientModel::Llama { ends, .. } => Ok(ends),
+            ClientModel::Mlp { .. } => Err(Error::Model {
+                model_id: self.manifest.model_id.clone(),
+                reason: "integer MLPs keep no embedding or head on the client".into(),
+            }),
+        }
+    }
+
+    /// The tokenizer (text models).
+    fn tokenizer(&self) -> Result<&Tokenizer> {
+        match &self.model {
+            ClientModel::Bert { tokenizer, .. } | ClientModel::Llama { tokenizer, .. } => {
+                Ok(tokenizer)
+            }
+            ClientModel::Mlp { .. } => Err(self.model_error("integer MLPs have no tokenizer")),
+        }
+    }
+
     /// One step: embed `ids` here, run every worker stage (with failover), apply the head.
     async fn step(
         &mut self,
@@ -535,8 +586,33 @@ impl SplitClient {
     ) -> Result<(Activation, StepTrace)> {
         let started = Instant::now();
         let tokens = Activation::tokens(session, position, ids)?;
-        let mut act = self.ends.forward(&tokens)?;
+        let act = self.ends()?.forward(&tokens)?;
         let embedding_sha256 = act.sha256();
+        let (act, stages) = self.run_stages(slots, act, stateful, failovers).await?;
+        let out = self.ends()?.forward(&act)?;
+        let head_sha256 = out.sha256();
+        Ok((
+            out,
+            StepTrace {
+                position,
+                tokens: ids.len(),
+                embedding_sha256,
+                stages,
+                head_sha256,
+                elapsed_micros: started.elapsed().as_micros() as u64,
+            },
+        ))
+    }
+
+    /// Runs `act` through every worker stage in turn (with failover), checking that each
+    /// stage committed to the activation it was sent; returns the last stage's output.
+    async fn run_stages(
+        &mut self,
+        slots: &mut [StageSlot],
+        mut act: Activation,
+        stateful: bool,
+        failovers: &mut Vec<FailoverEvent>,
+    ) -> Result<(Activation, Vec<StageCommitment>)> {
         let mut stages = Vec::with_capacity(slots.len());
         for (i, slot) in slots.iter_mut().enumerate() {
             let (out, commitment) = self.call(i, slot, &act, stateful, failovers).await?;
@@ -550,19 +626,7 @@ impl SplitClient {
             stages.push(commitment);
             act = out;
         }
-        let out = self.ends.forward(&act)?;
-        let head_sha256 = out.sha256();
-        Ok((
-            out,
-            StepTrace {
-                position,
-                tokens: ids.len(),
-                embedding_sha256,
-                stages,
-                head_sha256,
-                elapsed_micros: started.elapsed().as_micros() as u64,
-            },
-        ))
+        Ok((act, stages))
     }
 
     /// Runs `act` through stage `i`, replacing its worker on failure by the next holder of
@@ -726,24 +790,7 @@ impl SplitClient {
                         f.input_sha256
                     )));
                 }
-                let out = &f.output;
-                if out.session() != act.session()
-                    || out.position() != act.position()
-                    || out.dtype() != ActivationDType::F32
-                    || out.shape() != act.shape()
-                {
-                    return Err(bad(format!(
-                        "emitted {:?} {} at session {} position {}, expected {:?} f32 at \
-                         session {} position {}",
-                        out.shape(),
-                        out.dtype(),
-                        out.session(),
-                        out.position(),
-                        act.shape(),
-                        act.session(),
-                        act.position()
-                    )));
-                }
+                self.check_output(i, act, &f.output).map_err(bad)?;
                 Ok((
                     f.output,
                     StageCommitment {
@@ -761,6 +808,57 @@ impl SplitClient {
             }
             Ok(other) => Err(bad(format!("unexpected answer {other:?}"))),
         }
+    }
+
+    /// Whether `out` is what stage `i` may emit for `act`: the same step, and the same shape
+    /// in f32 for transformer stages; `[1, n]` i64 for integer MLP stages, in
+    /// `[0, ACTIVATION_MAX]` unless the stage is the last (the logits), so that a stage
+    /// emitting an impossible activation is blamed rather than the next one that refuses it.
+    fn check_output(
+        &self,
+        i: usize,
+        act: &Activation,
+        out: &Activation,
+    ) -> std::result::Result<(), String> {
+        if out.session() != act.session() || out.position() != act.position() {
+            return Err(format!(
+                "emitted session {} position {}, expected session {} position {}",
+                out.session(),
+                out.position(),
+                act.session(),
+                act.position()
+            ));
+        }
+        if let ClientModel::Mlp { .. } = self.model {
+            let values = match (out.as_i64(), out.shape()) {
+                (Some(v), [1, n]) if *n > 0 => v,
+                _ => {
+                    return Err(format!(
+                        "emitted {:?} {}, expected [1, n] i64",
+                        out.shape(),
+                        out.dtype()
+                    ));
+                }
+            };
+            let hidden = i + 1 < self.stages.len();
+            let outside = values
+                .iter()
+                .enumerate()
+                .find(|(_, v)| !(0..=ACTIVATION_MAX).contains(*v));
+            if let Some((k, v)) = outside.filter(|_| hidden) {
+                return Err(format!(
+                    "hidden activation [{k}] = {v} is outside [0, {ACTIVATION_MAX}]"
+                ));
+            }
+        } else if out.dtype() != ActivationDType::F32 || out.shape() != act.shape() {
+            return Err(format!(
+                "emitted {:?} {}, expected {:?} f32",
+                out.shape(),
+                out.dtype(),
+                act.shape()
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -854,7 +952,7 @@ impl GenerationSession<'_> {
         }
         let text = self
             .client
-            .tokenizer
+            .tokenizer()?
             .decode(&self.tokens, true)
             .map_err(|e| self.client.model_error(format!("decoding: {e}")))?;
         Ok(GenerationOutput {
@@ -1025,6 +1123,13 @@ pub enum InferOutput {
         /// Whether generation stopped at end-of-sequence.
         stopped_at_eos: bool,
     },
+    /// An integer MLP's output.
+    Logits {
+        /// The last layer's output.
+        values: Vec<i64>,
+        /// First index of the largest logit (the predicted class).
+        argmax: usize,
+    },
 }
 
 /// What a job reports while it runs (for a command line's progress output).
@@ -1046,7 +1151,8 @@ pub enum InferProgress {
 }
 
 /// Runs one job through the network as a client: embeddings for BERT models, a chat answer
-/// for Llama models. Connects, runs [`SplitClient::run`] and disconnects.
+/// for Llama models. Connects, runs [`SplitClient::run`] and disconnects (integer MLPs take
+/// bytes: connect and call [`SplitClient::run_bytes`]).
 pub async fn infer(request: InferRequest) -> Result<InferReport> {
     let text = request.input.read()?;
     let mut client = SplitClient::connect(&request.manifest, request.client).await?;
@@ -1119,7 +1225,12 @@ impl SplitClient {
     ) -> Result<InferReport> {
         let started = Instant::now();
         let (route, traces, failovers, output) = match self.model {
-            ClientModel::Bert => {
+            ClientModel::Mlp { .. } => {
+                return Err(self.model_error(
+                    "an integer MLP takes bytes, not text: run it with SplitClient::run_bytes",
+                ));
+            }
+            ClientModel::Bert { .. } => {
                 let e = self.embed(text).await?;
                 progress(InferProgress::Route(route_report(&e.route)));
                 for f in &e.failovers {
@@ -1167,10 +1278,82 @@ impl SplitClient {
                 )
             }
         };
-        Ok(InferReport {
+        Ok(self.report(started, &route, &traces, &failovers, output))
+    }
+
+    /// Runs one job of an integer MLP on this connected client: `input` holds one int8
+    /// (two's complement, as jobs carry it) per input of the first layer. It goes to the
+    /// first stage as is, each stage's output to the next, and the last stage's output is
+    /// the logits ([`InferOutput::Logits`]). A stage that fails is replaced by another
+    /// holder of the same shard, as for text models; a wrong-length input is refused
+    /// ([`Error::InputLength`]) before any worker sees it.
+    pub async fn run_bytes(
+        &mut self,
+        input: &[u8],
+        mut progress: impl FnMut(InferProgress),
+    ) -> Result<InferReport> {
+        let started = Instant::now();
+        let ClientModel::Mlp { input_dim } = self.model else {
+            return Err(self.model_error(
+                "byte inputs are for integer MLPs; text models run with SplitClient::run",
+            ));
+        };
+        if input.len() != input_dim {
+            return Err(Error::InputLength {
+                model_id: self.manifest.model_id.clone(),
+                expected: input_dim,
+                got: input.len(),
+            });
+        }
+        let values = input.iter().map(|&b| i64::from(b as i8)).collect();
+        let act = Activation::new(0, 0, vec![1, input_dim], ActivationData::I64(values))?;
+        let input_sha256 = act.sha256();
+        let route = self.route().await?;
+        let mut slots = Self::slots(route);
+        progress(InferProgress::Route(route_report(
+            &slots.iter().map(|s| (s.shard, s.peer)).collect::<Vec<_>>(),
+        )));
+        let step_started = Instant::now();
+        let mut failovers = Vec::new();
+        let (out, stages) = self
+            .run_stages(&mut slots, act, false, &mut failovers)
+            .await?;
+        for f in &failovers {
+            progress(InferProgress::Failover(failover_report(f)));
+        }
+        let trace = StepTrace {
+            position: 0,
+            tokens: 1,
+            embedding_sha256: input_sha256,
+            stages,
+            head_sha256: out.sha256(),
+            elapsed_micros: step_started.elapsed().as_micros() as u64,
+        };
+        let values = out
+            .as_i64()
+            .ok_or_else(|| self.model_error("the last stage did not emit i64 logits"))?
+            .to_vec();
+        let output = InferOutput::Logits {
+            argmax: vichain_zk::argmax(&values),
+            values,
+        };
+        let route: Vec<_> = slots.iter().map(|s| (s.shard, s.peer)).collect();
+        Ok(self.report(started, &route, &[trace], &failovers, output))
+    }
+
+    /// The report of a job that started at `started`.
+    fn report(
+        &self,
+        started: Instant,
+        route: &[(ShardRef, PeerId)],
+        traces: &[StepTrace],
+        failovers: &[FailoverEvent],
+        output: InferOutput,
+    ) -> InferReport {
+        InferReport {
             model_id: self.manifest.model_id.clone(),
             client: self.node.peer_id().to_string(),
-            route: route_report(&route),
+            route: route_report(route),
             steps: traces
                 .iter()
                 .map(|t| StepReport {
@@ -1199,6 +1382,6 @@ impl SplitClient {
             output,
             elapsed_micros: started.elapsed().as_micros() as u64,
             metrics: self.metrics(),
-        })
+        }
     }
 }

@@ -97,6 +97,20 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// A job's input does not fit the model's first layer (refused before any worker sees
+    /// it).
+    #[error(
+        "model {model_id}: the input is {got} bytes, expected {expected} (one int8 per input \
+         of the first layer)"
+    )]
+    InputLength {
+        /// The model.
+        model_id: String,
+        /// The first layer's input width.
+        expected: usize,
+        /// The input's length.
+        got: usize,
+    },
     /// The local network task has stopped.
     #[error("the network task has stopped")]
     Stopped,

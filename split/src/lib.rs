@@ -13,6 +13,8 @@
 //! embeddings in one pass and generation as a session in which every stage keeps its KV
 //! cache, and replaces a failed stage by another holder of the same layers, rebuilding its
 //! cache by replaying the session's inputs; the result is identical to an uninterrupted run.
+//! An integer MLP has no embedding or head: [`SplitClient::run_bytes`] sends the job's int8
+//! input to the first stage and reports the last stage's logits, with the same failover.
 //! Every stage answers with the sha256 of the activation it received and emitted, so each
 //! step leaves a chain of commitments ([`StepTrace`]) that redundant pipelines can compare
 //! stage by stage.

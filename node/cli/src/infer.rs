@@ -164,6 +164,7 @@ fn print_text(s: &InferSummary) {
             "embedding: {dims} dims, norm {norm:.6}, first {first:?}, sha256 {values_sha256}"
         ),
         OutputSummary::Text { tokens, text } => println!("generated {tokens} tokens:\n{text}"),
+        OutputSummary::Logits { argmax, values } => println!("class {argmax}, logits {values:?}"),
     }
     if s.runs.len() > 1 {
         let mut t: Vec<u64> = s.runs.iter().map(|r| r.elapsed_micros).collect();

@@ -113,6 +113,13 @@ pub enum OutputSummary {
         /// The text.
         text: String,
     },
+    /// An integer MLP's output.
+    Logits {
+        /// The predicted class (first index of the largest logit).
+        argmax: usize,
+        /// The logits.
+        values: Vec<i64>,
+    },
 }
 
 /// Timing of one run.
@@ -165,6 +172,10 @@ fn summarize(output: &InferOutput) -> OutputSummary {
         InferOutput::Text { tokens, text, .. } => OutputSummary::Text {
             tokens: tokens.len(),
             text: text.clone(),
+        },
+        InferOutput::Logits { values, argmax } => OutputSummary::Logits {
+            argmax: *argmax,
+            values: values.clone(),
         },
     }
 }
@@ -322,7 +333,7 @@ fn run_local(args: &InferJob, text: &str) -> Result<InferSummary> {
         let micros = t.elapsed().as_micros() as u64;
         let later_steps = match &output {
             InferOutput::Text { tokens, .. } => tokens.len().saturating_sub(1),
-            InferOutput::Embedding { .. } => 0,
+            InferOutput::Embedding { .. } | InferOutput::Logits { .. } => 0,
         };
         let first_step_micros = timing.unwrap_or(micros);
         runs.push(RunTiming {

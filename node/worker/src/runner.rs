@@ -269,6 +269,11 @@ pub fn pipeline_result(
             values: tokens.iter().map(|&t| i64::from(t)).collect(),
             text: text.clone(),
         },
+        // The class, as the digits executor reports it, so that both agree on a job.
+        vichain_split::InferOutput::Logits { argmax, .. } => pb::JobOutput {
+            values: vec![i64::try_from(*argmax).context("argmax")?],
+            text: String::new(),
+        },
     };
     let mut stages = Vec::with_capacity(report.route.len());
     for (i, r) in report.route.iter().enumerate() {

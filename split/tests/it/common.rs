@@ -80,3 +80,11 @@ pub fn split_smollm2(dir: &Path, ranges: &[LayerRange]) -> PathBuf {
 pub fn f32_bytes(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
+
+/// Splits the bundled digits MLP into `ranges` (a pipeline: the model has no embedding or
+/// head) in `dir`; returns the manifest's path.
+pub fn split_digits(dir: &Path, ranges: &[LayerRange]) -> PathBuf {
+    let mlp = vichain_zk::QuantizedMlp::from_bytes(vichain_inference::DIGITS_MODEL).unwrap();
+    vichain_inference::split_mlp(&mlp, dir, "digits", ranges).unwrap();
+    dir.join(vichain_inference::MANIFEST_FILE)
+}

@@ -6,6 +6,7 @@ mod common;
 mod discovery;
 mod faults;
 mod minilm;
+mod mlp;
 mod privacy;
 mod slow;
 mod smollm2;
