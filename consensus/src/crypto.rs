@@ -7,8 +7,9 @@ use sha2::{Digest, Sha256};
 
 use crate::TxError;
 
-/// Human-readable prefix of bech32 addresses.
-pub const ADDRESS_HRP: &str = "vichain";
+/// Human-readable prefix of bech32 addresses (one definition, shared with the wire
+/// types' JSON view).
+pub const ADDRESS_HRP: &str = vichain_proto::json::ADDRESS_HRP;
 
 /// A 20-byte account address.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
