@@ -132,14 +132,12 @@ fn message(
                 }
                 .to_owned(),
             ),
+            Type::Enum if repeated => {
+                return Err(format!("{field}: a repeated enum field has no JSON view yet").into());
+            }
             Type::Enum => {
                 let name = f.type_name().rsplit('.').next().unwrap_or_default();
-                let module = enum_module(name);
-                Some(if repeated {
-                    format!("crate::v1::{module}::list")
-                } else {
-                    format!("crate::v1::{module}")
-                })
+                Some(format!("crate::v1::{}", enum_module(name)))
             }
             _ => None,
         };

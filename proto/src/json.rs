@@ -145,31 +145,6 @@ macro_rules! enum_field {
                         }),
                 }
             }
-
-            /// Repeated fields of this enum.
-            pub mod list {
-                use serde::{Deserialize, Deserializer, Serializer, ser::SerializeSeq};
-
-                /// Serializes the names.
-                pub fn serialize<S: Serializer>(v: &[i32], s: S) -> Result<S::Ok, S::Error> {
-                    let mut seq = s.serialize_seq(Some(v.len()))?;
-                    for x in v {
-                        match super::super::$enum::try_from(*x) {
-                            Ok(e) => seq.serialize_element(e.as_str_name())?,
-                            Err(_) => seq.serialize_element(x)?,
-                        }
-                    }
-                    seq.end()
-                }
-
-                /// Reads names or numbers.
-                pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<i32>, D::Error> {
-                    Vec::<serde_json::Value>::deserialize(d)?
-                        .into_iter()
-                        .map(|v| super::deserialize(v).map_err(serde::de::Error::custom))
-                        .collect()
-                }
-            }
         }
     };
 }

@@ -29,7 +29,7 @@ use vichain_consensus::{Address, sign_tx};
 use vichain_proto::v1::{
     self as pb, node_service_client::NodeServiceClient, query_request::Target, tx_body::Action,
 };
-use vichain_tests::{DevChain, free_port_range, workspace_binary};
+use vichain_tests::{DevNode, free_port_range, workspace_binary};
 use vichain_worker::localnet::{Binaries, Localnet, LocalnetOptions, wait_until};
 
 const BLOCK_TIME: Duration = Duration::from_millis(500);
@@ -250,7 +250,7 @@ fn main() {
     let dev_home = tmp.path().join("dev");
     let port = free_port_range(200);
     let grpc = format!("http://127.0.0.1:{port}");
-    let _dev = DevChain::new(&dev_home, port)
+    let _dev = DevNode::new(&dev_home, port)
         .workers(3)
         .block_time("500ms")
         .metrics(port + 1)

@@ -20,7 +20,7 @@ use vichain_config::{
 use vichain_consensus::{Address, App, StateReadExt, Storage, sign_tx};
 use vichain_proto::v1::{self as pb, tx_body::Action};
 
-pub use crate::process::{DevChain, Process, free_port};
+pub use crate::process::{DevNode, Process, free_port};
 
 pub const CHAIN_ID: &str = "vichain-test";
 pub const BALANCE: u64 = 1_000_000_000;

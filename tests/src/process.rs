@@ -47,10 +47,10 @@ impl Drop for Process {
     }
 }
 
-/// `vichaind dev` flags for a test chain: its home, gRPC port, metrics address, dev
+/// A `vichaind dev` process to spawn for a test: its home, gRPC port, metrics address, dev
 /// workers and block time; logs at `warn` to /dev/null unless changed.
 #[derive(Debug, Clone)]
-pub struct DevChain<'a> {
+pub struct DevNode<'a> {
     /// The node's home.
     pub home: &'a Path,
     /// Its gRPC port on 127.0.0.1.
@@ -63,7 +63,7 @@ pub struct DevChain<'a> {
     pub block_time: &'a str,
 }
 
-impl<'a> DevChain<'a> {
+impl<'a> DevNode<'a> {
     /// A chain at `home` on gRPC port `grpc`, without workers, with 200 ms blocks.
     pub fn new(home: &'a Path, grpc: u16) -> Self {
         Self {

@@ -485,43 +485,39 @@ pub(crate) async fn demo(cli: &Cli, from: &str) -> Result<()> {
         .models;
     let mut ran = 0;
     for m in &models {
-        let input = match m.model_id.as_str() {
+        // (input, sealed): a sealed job puts only the input's hash on chain.
+        let (input, sealed) = match m.model_id.as_str() {
             "digits" => {
                 let (input, label) = digit_input(0)?;
                 println!(
                     "== digits: test image 0 (label {label}), k={}, Groth16 proofs required",
                     m.policy.clone().unwrap_or_default().k
                 );
-                input
+                (input, false)
             }
             "minilm" => {
                 println!("== minilm: \"vichain verifies inference\"");
-                b"vichain verifies inference".to_vec()
+                (b"vichain verifies inference".to_vec(), false)
             }
             "minilm-tee" => {
                 println!(
                     "== minilm-tee: the same sentence, sealed to attested workers (only its hash on chain)"
                 );
-                let started = std::time::Instant::now();
-                let input = b"vichain verifies inference".to_vec();
-                let id = submit_sealed_job(cli, demo_order(from, &m.model_id), input).await?;
-                let job = watch(cli, id, !cli.json).await?;
-                show_job(cli, &job, None).await?;
-                println!(
-                    "({:.1} s from submission)\n",
-                    started.elapsed().as_secs_f64()
-                );
-                ran += 1;
-                continue;
+                (b"vichain verifies inference".to_vec(), true)
             }
             "smollm2" => {
                 println!("== smollm2: \"What is the capital of France?\"");
-                b"What is the capital of France?".to_vec()
+                (b"What is the capital of France?".to_vec(), false)
             }
             _ => continue,
         };
         let started = std::time::Instant::now();
-        let id = submit_job(cli, demo_order(from, &m.model_id), input).await?;
+        let order = demo_order(from, &m.model_id);
+        let id = if sealed {
+            submit_sealed_job(cli, order, input).await?
+        } else {
+            submit_job(cli, order, input).await?
+        };
         let job = watch(cli, id, !cli.json).await?;
         show_job(cli, &job, None).await?;
         println!(

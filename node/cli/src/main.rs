@@ -14,19 +14,12 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use serde_json::{Value, json};
 use vichain_proto::{
-    json::address_string,
+    json::{address_string, view},
     v1::{self as pb, node_service_client::NodeServiceClient},
 };
 use vichain_validator::{home::Home, keys::Keyring};
 
-use crate::{
-    infer::InferArgs,
-    jobs::SubmitArgs,
-    json::{model_json, worker_json},
-    keys::KeysCmd,
-    query::QueryCmd,
-    tx::TxCmd,
-};
+use crate::{infer::InferArgs, jobs::SubmitArgs, keys::KeysCmd, query::QueryCmd, tx::TxCmd};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -186,7 +179,7 @@ async fn run(cli: Cli) -> Result<()> {
                 .list_models(pb::ListModelsRequest {})
                 .await?
                 .into_inner();
-            let models: Vec<Value> = r.models.iter().map(model_json).collect();
+            let models: Vec<Value> = r.models.iter().map(view).collect();
             print(&cli, &json!({"height": r.height, "models": models}), || {
                 if r.models.is_empty() {
                     return "no models registered".into();
@@ -217,7 +210,7 @@ async fn run(cli: Cli) -> Result<()> {
                 .list_workers(pb::ListWorkersRequest {})
                 .await?
                 .into_inner();
-            let workers: Vec<Value> = r.workers.iter().map(worker_json).collect();
+            let workers: Vec<Value> = r.workers.iter().map(view).collect();
             print(
                 &cli,
                 &json!({"height": r.height, "workers": workers}),

@@ -9,12 +9,7 @@ use vichain_proto::v1::{
     self as pb, node_service_client::NodeServiceClient, query_request::Target,
 };
 
-use crate::{
-    Cli, client,
-    json::job_json,
-    json::{model_json, worker_json},
-    print,
-};
+use crate::{Cli, client, json::job_json, print};
 
 #[derive(Debug, clap::Subcommand)]
 pub(crate) enum QueryCmd {
@@ -109,8 +104,8 @@ pub(crate) async fn run(cli: &Cli, cmd: &QueryCmd) -> Result<()> {
     let body = match (cmd, &v.value) {
         (_, None) => Value::Null,
         (QueryCmd::Account { .. }, Some(b)) => view(&pb::Account::decode(b.as_slice())?),
-        (QueryCmd::Model { .. }, Some(b)) => model_json(&pb::Model::decode(b.as_slice())?),
-        (QueryCmd::Worker { .. }, Some(b)) => worker_json(&pb::Worker::decode(b.as_slice())?),
+        (QueryCmd::Model { .. }, Some(b)) => view(&pb::Model::decode(b.as_slice())?),
+        (QueryCmd::Worker { .. }, Some(b)) => view(&pb::Worker::decode(b.as_slice())?),
         (QueryCmd::Job { .. }, Some(b)) => job_json(&pb::Job::decode(b.as_slice())?),
         (QueryCmd::BlockHash { height }, Some(b)) => {
             json!({"block_height": height, "block_hash": hex::encode(b)})

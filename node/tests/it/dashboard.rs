@@ -10,7 +10,7 @@ use std::{
 
 use serde_json::{Value, json};
 
-use vichain_tests::{DevChain, Process, free_port};
+use vichain_tests::{DevNode, Process, free_port};
 
 use super::{VICHAIND, cli, json, wait_for_height};
 
@@ -60,7 +60,7 @@ impl Http {
 
 /// `vichaind dev` with its metrics server on `metrics` and `workers` dev workers.
 pub fn dev_with_metrics(home: &Path, grpc: u16, metrics: u16, workers: usize) -> Process {
-    DevChain::new(home, grpc)
+    DevNode::new(home, grpc)
         .metrics(metrics)
         .workers(workers)
         .spawn(Path::new(VICHAIND))

@@ -12,12 +12,12 @@ use std::{
 
 use serde_json::Value;
 
-use vichain_tests::{DevChain, Process, free_port};
+use vichain_tests::{DevNode, Process, free_port};
 
 use super::{VICHAIND, cli, json, wait_for_height};
 
 fn dev_with_workers(home: &Path, grpc: u16) -> Process {
-    DevChain::new(home, grpc)
+    DevNode::new(home, grpc)
         .workers(3)
         .spawn(Path::new(VICHAIND))
 }

@@ -12,7 +12,7 @@ use std::{
 };
 
 use serde_json::Value;
-use vichain_tests::{DevChain, Process, free_port};
+use vichain_tests::{DevNode, Process, free_port};
 
 mod dashboard;
 mod jobs;
@@ -25,7 +25,7 @@ static VICHAIN: std::sync::LazyLock<PathBuf> =
 
 /// `vichaind dev` without workers, 200 ms blocks, gRPC on `grpc`.
 fn dev(home: &Path, grpc: u16) -> Process {
-    DevChain::new(home, grpc).spawn(Path::new(VICHAIND))
+    DevNode::new(home, grpc).spawn(Path::new(VICHAIND))
 }
 
 fn cli(grpc: u16, keys: &Path, args: &[&str]) -> Output {

@@ -1,11 +1,12 @@
-//! `vichain infer`: run one job through the worker network as a client.
+//! One job through the worker network as a client, with typed results: what `vichain
+//! infer` prints and what the worker's pipeline executor records on chain.
 //!
 //! The client keeps the model's embedding and head (the manifest must be split with
-//! `--client-keeps-ends`), so workers see only intermediate activations. It prints the
-//! route (the worker of each stage), every stage's activation hashes (the sha256 of what it
-//! received and emitted, which chain from the client's embedding to its head), failovers,
-//! and the output. `--local` runs the same shards, or the whole model, in this process
-//! instead: the single-process baseline of the benchmarks.
+//! `--client-keeps-ends`), so workers see only intermediate activations. The summary holds
+//! the route (the worker of each stage), every stage's activation hashes (the sha256 of
+//! what it received and emitted, which chain from the client's embedding to its head),
+//! failovers, and the output. With `local`, the same shards, or the whole model, run in
+//! this process instead: the single-process baseline of the benchmarks.
 
 use std::{
     collections::BTreeSet,
@@ -187,9 +188,9 @@ pub async fn run(args: &InferJob, mut progress: impl FnMut(InferProgress)) -> Re
         (1..=MAX_REPEAT).contains(&args.repeat),
         "--repeat must be 1..={MAX_REPEAT}"
     );
-    let text = args.text.clone();
+    let text = &args.text;
     if args.local {
-        return run_local(args, &text);
+        return run_local(args, text);
     }
     let mut config = ClientConfig {
         discovery_timeout: args.discovery_timeout,
@@ -208,7 +209,7 @@ pub async fn run(args: &InferJob, mut progress: impl FnMut(InferProgress)) -> Re
     let mut runs = Vec::with_capacity(args.repeat);
     let mut last = None;
     for _ in 0..args.repeat {
-        let result = client.run(&text, args.max_tokens, &mut progress).await;
+        let result = client.run(text, args.max_tokens, &mut progress).await;
         let report = match result {
             Ok(r) => r,
             Err(e) => {
